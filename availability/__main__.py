@@ -1,0 +1,3 @@
+from availability.cli import main
+
+main()

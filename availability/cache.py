@@ -1,0 +1,388 @@
+"""The slot cache: the core every transport drives.
+
+Reading ``[start, end)`` of an event type:
+
+1. Map the range (minus what has already started) onto UTC day buckets and
+   read the buckets together with the versions that cover them.
+2. A bucket is used when its stamp equals the current sum of its versions
+   and its tier TTL has not run out on the injected clock.
+3. Missing days join an in-flight fetch for the same bucket *and the same
+   stamp*, or are fetched, each run of adjacent days in one upstream call.
+   A fetch stamps its buckets with the versions read before it began, so an
+   invalidation that lands while it is in flight makes its result invalid
+   for every later reader, and no later reader can join it.
+4. Slots are filtered to ``[max(start, now), end)`` and regrouped by local
+   date in the caller's time zone.
+
+Invalidation bumps versions instead of deleting keys: a delete loses to a
+fetch that began before it and writes afterwards; a bumped version does not.
+Stale-on-error: when the upstream is unavailable, a bucket past its TTL but
+not invalidated may be served, marked stale, for up to ``max_stale`` seconds.
+
+This module imports no transport: it is driven by the gRPC servicer, tests
+and the TTL simulator alike, and reads time only from its clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, tzinfo
+from zoneinfo import ZoneInfo
+
+from availability.buckets import Bucket
+from availability.clock import Clock
+from availability.keys import KeySchema
+from availability.local_days import LocalDay, group_by_local_date, utc_days
+from availability.slots import Slot
+from availability.store import CacheStore
+from availability.ttl import TieredTtl
+from availability.upstream import Upstream, UpstreamError, UpstreamUnavailable
+
+__all__ = [
+    "Freshness",
+    "Invalidation",
+    "SlotCache",
+    "SlotsAnswer",
+    "SlotsQuery",
+    "Source",
+]
+
+logger = logging.getLogger(__name__)
+
+_UTC = ZoneInfo("UTC")
+_DAY = 86_400.0
+
+
+class Source(enum.Enum):
+    NONE = "none"
+    """No bucket was needed: the whole range lies in the past."""
+    CACHE = "cache"
+    UPSTREAM = "upstream"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsQuery:
+    event_type_id: int
+    start: float
+    """Inclusive lower bound on slot starts, epoch seconds."""
+    end: float
+    """Exclusive upper bound on slot starts, epoch seconds."""
+    time_zone: tzinfo = _UTC
+    duration_minutes: int = 0
+    fresh: bool = False
+    """Skip the cache read and fetch (the booking path's final check)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """Describes the oldest bucket an answer was built from."""
+
+    source: Source
+    fetched_at: float | None
+    age: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsAnswer:
+    days: list[LocalDay]
+    freshness: Freshness
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    event_type_ids: tuple[int, ...]
+    dates: tuple[date, ...]
+    """UTC days invalidated; empty when ``all_dates``."""
+    all_dates: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    """One bucket a read must fetch or join."""
+
+    day: date
+    key: str
+    stamp: int
+
+
+@dataclass(slots=True)
+class _Used:
+    bucket: Bucket
+    source: Source
+
+
+@dataclass
+class _Flights:
+    """In-flight fetches by (bucket key, stamp); one future per bucket."""
+
+    futures: dict[tuple[str, int], asyncio.Future[Bucket]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class SlotCache:
+    def __init__(
+        self,
+        upstream: Upstream,
+        store: CacheStore,
+        *,
+        clock: Clock,
+        ttl: TieredTtl | None = None,
+        max_stale: float = 300.0,
+        keys: KeySchema | None = None,
+        version_ttl: float = 7 * _DAY,
+        max_invalidation_days: int = 400,
+    ) -> None:
+        self._upstream = upstream
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl or TieredTtl()
+        self._max_stale = max_stale
+        self._keys = keys or KeySchema()
+        self._version_ttl = version_ttl
+        self._max_invalidation_days = max_invalidation_days
+        self._flights = _Flights()
+        self._last_seed = 0
+
+    @property
+    def ttl_policy(self) -> TieredTtl:
+        return self._ttl
+
+    async def get_slots(self, query: SlotsQuery, *, timeout: float | None = None) -> SlotsAnswer:
+        """Slots of ``query``; raises :class:`UpstreamError` when they cannot be had."""
+        now = self._clock()
+        lo = max(query.start, now)
+        if lo >= query.end:
+            return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
+        days = utc_days(lo, query.end)
+        used = await self._buckets_for(query, days, timeout)
+        slots: list[Slot] = []
+        for entry in used:
+            slots.extend(entry.bucket.starting_in(lo, query.end))
+        oldest = min(used, key=lambda u: u.bucket.fetched_at)
+        source = Source.STALE if any(u.source is Source.STALE for u in used) else oldest.source
+        fetched_at = oldest.bucket.fetched_at
+        freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
+        return SlotsAnswer(group_by_local_date(slots, query.time_zone), freshness)
+
+    async def invalidate(
+        self, event_type_id: int, start: float | None = None, end: float | None = None
+    ) -> Invalidation:
+        """Make cached days of ``event_type_id`` that ``[start, end)`` touches invalid.
+
+        No range means every day. Days that ended more than a day ago are
+        skipped (nothing reads them); a range wider than
+        ``max_invalidation_days`` invalidates the whole event type instead.
+        """
+        if start is None or end is None:
+            return await self._invalidate_event_type(event_type_id)
+        lo = max(start, self._clock() - _DAY)
+        if lo >= end:
+            return Invalidation((event_type_id,), (), all_dates=False)
+        days = utc_days(lo, end)
+        if len(days) > self._max_invalidation_days:
+            return await self._invalidate_event_type(event_type_id)
+        keys = [self._keys.day_version(event_type_id, day) for day in days]
+        await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+        logger.debug("invalidated event type %d on %d day(s)", event_type_id, len(days))
+        return Invalidation((event_type_id,), tuple(days), all_dates=False)
+
+    async def _invalidate_event_type(self, event_type_id: int) -> Invalidation:
+        key = self._keys.event_type_version(event_type_id)
+        await self._store.bump_versions([key], self._seed(), self._version_ttl)
+        logger.debug("invalidated every day of event type %d", event_type_id)
+        return Invalidation((event_type_id,), (), all_dates=True)
+
+    async def close(self) -> None:
+        """Cancel fetches nobody waits for any more (shutdown)."""
+        tasks = list(self._flights.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- reading -------------------------------------------------------------
+
+    async def _buckets_for(
+        self, query: SlotsQuery, days: list[date], timeout: float | None
+    ) -> list[_Used]:
+        et, duration = query.event_type_id, query.duration_minutes
+        bucket_keys = [self._keys.bucket(et, duration, day) for day in days]
+        version_keys = [
+            self._keys.everything_version(),
+            self._keys.event_type_version(et),
+            *(self._keys.day_version(et, day) for day in days),
+        ]
+        buckets, versions = await self._store.read([] if query.fresh else bucket_keys, version_keys)
+        stamps = self._stamps(await self._complete(version_keys, versions))
+
+        now = self._clock()
+        used: list[_Used | None] = [None] * len(days)
+        stale: dict[int, Bucket] = {}
+        needs: list[tuple[int, _Need]] = []
+        for i, day in enumerate(days):
+            bucket = buckets[i] if buckets else None
+            if bucket is not None and bucket.stamp == stamps[i]:
+                if now < bucket.expires_at:
+                    used[i] = _Used(bucket, Source.CACHE)
+                    continue
+                if now < bucket.expires_at + self._max_stale:
+                    stale[i] = bucket
+            needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
+
+        if needs:
+            results = await self._fill(query, [need for _, need in needs], timeout)
+            errors: list[UpstreamError] = []
+            for (i, _), result in zip(needs, results, strict=True):
+                if isinstance(result, Bucket):
+                    used[i] = _Used(result, Source.UPSTREAM)
+                elif isinstance(result, UpstreamUnavailable) and i in stale:
+                    used[i] = _Used(stale[i], Source.STALE)
+                else:
+                    errors.append(result)
+            if errors:
+                raise errors[0]
+        return [u for u in used if u is not None]
+
+    def _stamps(self, versions: Sequence[int]) -> list[int]:
+        """Each day's stamp: the sum of the versions covering it (they only grow)."""
+        base = versions[0] + versions[1]
+        return [base + v for v in versions[2:]]
+
+    async def _complete(self, keys: Sequence[str], versions: Sequence[int | None]) -> list[int]:
+        if all(v is not None for v in versions):
+            return [v for v in versions if v is not None]
+        missing = [k for k, v in zip(keys, versions, strict=True) if v is None]
+        seeded = dict(
+            zip(
+                missing,
+                await self._store.seed_versions(missing, self._seed(), self._version_ttl),
+                strict=True,
+            )
+        )
+        return [seeded[k] if v is None else v for k, v in zip(keys, versions, strict=True)]
+
+    def _seed(self) -> int:
+        """A version newer than any this store could have held: the clock in microseconds."""
+        self._last_seed = max(int(self._clock() * 1_000_000), self._last_seed + 1)
+        return self._last_seed
+
+    # -- fetching ------------------------------------------------------------
+
+    async def _fill(
+        self, query: SlotsQuery, needs: list[_Need], timeout: float | None
+    ) -> list[Bucket | UpstreamError]:
+        """One result per need: its bucket, or why it could not be had."""
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future[Bucket]] = []
+        run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
+        runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
+        for need in needs:
+            flight_key = (need.key, need.stamp)
+            future = None if query.fresh else self._flights.futures.get(flight_key)
+            if future is None:
+                future = loop.create_future()
+                future.add_done_callback(_consume_exception)
+                self._flights.futures[flight_key] = future
+                if run and (need.day - run[-1][0].day).days != 1:
+                    runs.append(run)
+                    run = []
+                run.append((need, future))
+            waiting.append(future)
+        if run:
+            runs.append(run)
+        for each in runs:
+            task = asyncio.create_task(self._fetch_run(query, each, timeout))
+            self._flights.tasks.add(task)
+            task.add_done_callback(self._flights.tasks.discard)
+
+        results: list[Bucket | UpstreamError] = []
+        for future in waiting:
+            try:
+                # Shielded: a caller that gives up must not cancel a fetch others share.
+                results.append(await asyncio.shield(future))
+            except UpstreamError as exc:
+                results.append(exc)
+        return results
+
+    async def _fetch_run(
+        self,
+        query: SlotsQuery,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        timeout: float | None,
+    ) -> None:
+        first, last = run[0][0].day, run[-1][0].day
+        started = self._clock()
+        try:
+            try:
+                fetched = await self._upstream.fetch_slots(
+                    query.event_type_id,
+                    first,
+                    last,
+                    duration_minutes=query.duration_minutes,
+                    timeout=timeout,
+                )
+            except UpstreamError as exc:
+                for _, future in run:
+                    future.set_exception(exc)
+                return
+            except asyncio.CancelledError:
+                for _, future in run:
+                    future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
+                raise
+            except Exception as exc:  # an adapter bug must not hang every waiter
+                logger.exception("upstream adapter failed")
+                for _, future in run:
+                    future.set_exception(UpstreamUnavailable(f"upstream adapter failed: {exc}"))
+                return
+            entries: list[tuple[str, Bucket, float]] = []
+            for need, _ in run:
+                slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
+                ttl = self._ttl.ttl(need.day, len(slots), started)
+                bucket = Bucket(started, started + ttl, need.stamp, slots)
+                entries.append((need.key, bucket, ttl + self._max_stale))
+            try:
+                await self._store.write(await self._still_current(query, run, entries))
+            except Exception:
+                # The answer is still right; only the next reader pays a fetch again.
+                logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+            for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
+                future.set_result(bucket)
+        finally:
+            for need, future in run:
+                flight_key = (need.key, need.stamp)
+                if self._flights.futures.get(flight_key) is future:
+                    del self._flights.futures[flight_key]
+
+    async def _still_current(
+        self,
+        query: SlotsQuery,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        entries: list[tuple[str, Bucket, float]],
+    ) -> list[tuple[str, Bucket, float]]:
+        """Drop entries invalidated while their fetch was in flight.
+
+        Readers would reject them anyway; not writing them keeps a slow,
+        outdated fetch from overwriting a newer bucket of the same day.
+        """
+        version_keys = [
+            self._keys.everything_version(),
+            self._keys.event_type_version(query.event_type_id),
+            *(self._keys.day_version(query.event_type_id, need.day) for need, _ in run),
+        ]
+        _, versions = await self._store.read([], version_keys)
+        if any(v is None for v in versions):
+            return []
+        stamps = self._stamps([v for v in versions if v is not None])
+        return [
+            entry for entry, stamp in zip(entries, stamps, strict=True) if entry[1].stamp == stamp
+        ]
+
+
+def _consume_exception(future: asyncio.Future[Bucket]) -> None:
+    """Mark a flight's error as seen: it is delivered to whoever waits, if anyone still does."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,105 @@
+"""Command line: ``availability serve``.
+
+Flags override ``AVAILABILITY_*`` environment variables, which override the
+defaults. A configuration error prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from availability.config import Settings
+from availability.server import run
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+_EXIT_CONFIG = 2
+
+
+@app.callback()
+def _root() -> None:
+    """The slot availability service."""
+
+
+@app.command()
+def serve(
+    grpc_addr: Annotated[
+        str | None, typer.Option(help="host:port to listen on [env AVAILABILITY_GRPC_ADDR]")
+    ] = None,
+    calcom_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Cal.com API base URL; unset = built-in sandbox [AVAILABILITY_CALCOM_URL]"
+        ),
+    ] = None,
+    calcom_api_key: Annotated[
+        str | None,
+        typer.Option(help="Cal.com API key; prefer the env var [AVAILABILITY_CALCOM_API_KEY]"),
+    ] = None,
+    cache_url: Annotated[
+        str | None, typer.Option(help="cache store URL [AVAILABILITY_CACHE_URL]")
+    ] = None,
+    ttl_empty: Annotated[
+        float | None, typer.Option(help="TTL of a day with no slots, s [AVAILABILITY_TTL_EMPTY]")
+    ] = None,
+    ttl_near: Annotated[
+        float | None, typer.Option(help="TTL of a day within 7 days, s [AVAILABILITY_TTL_NEAR]")
+    ] = None,
+    ttl_far: Annotated[
+        float | None, typer.Option(help="TTL of a later day, s [AVAILABILITY_TTL_FAR]")
+    ] = None,
+    max_stale: Annotated[
+        float | None,
+        typer.Option(
+            help="serve expired buckets while Cal.com is down, s [AVAILABILITY_MAX_STALE]"
+        ),
+    ] = None,
+    max_range_days: Annotated[
+        int | None, typer.Option(help="longest GetSlots range [AVAILABILITY_MAX_RANGE_DAYS]")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [AVAILABILITY_LOG_LEVEL]")
+    ] = None,
+) -> None:
+    """Serve GetSlots and InvalidateSlots over gRPC."""
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "grpc_addr": grpc_addr,
+            "calcom_url": calcom_url,
+            "calcom_api_key": calcom_api_key,
+            "cache_url": cache_url,
+            "ttl_empty": ttl_empty,
+            "ttl_near": ttl_near,
+            "ttl_far": ttl_far,
+            "max_stale": max_stale,
+            "max_range_days": max_range_days,
+            "log_level": log_level,
+        }.items()
+        if value is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "configuration"
+        typer.echo(f"availability: invalid {field}: {error['msg']}", err=True)
+        raise typer.Exit(_EXIT_CONFIG) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    raise typer.Exit(asyncio.run(run(settings)))
+
+
+def main() -> None:
+    app()

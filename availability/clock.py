@@ -1,0 +1,40 @@
+"""Clocks: the core never reads the system time itself, it is handed a clock.
+
+A clock is any zero-argument callable returning seconds since the Unix epoch
+as a float. Production passes :func:`system_clock`; tests, the sandbox and the
+TTL simulator pass a :class:`ManualClock` and move time explicitly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["Clock", "ManualClock", "system_clock"]
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    """Wall-clock time in epoch seconds."""
+    return time.time()
+
+
+class ManualClock:
+    """A clock that only moves when told to (tests and the TTL simulator)."""
+
+    def __init__(self, now: float) -> None:
+        self._now = float(now)
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards")
+        self._now += seconds
+
+    def set(self, now: float) -> None:
+        if now < self._now:
+            raise ValueError("a clock cannot go backwards")
+        self._now = float(now)

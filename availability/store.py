@@ -1,0 +1,103 @@
+"""The cache store port, and its aiocache adapter.
+
+The core owns keys and decides validity; a store only keeps values and
+counters. Buckets are read together with the versions that judge them in one
+call, so a remote store answers both in one round trip.
+
+Versions only ever grow. A version that is missing (never set, evicted, or
+lost with a restarted store) is re-created from a *seed* taken from the clock
+in microseconds, which exceeds any value it could have had before; so losing
+versions can only invalidate buckets, never make an old one valid again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from aiocache import SimpleMemoryCache
+
+from availability.buckets import Bucket
+
+__all__ = ["AiocacheStore", "CacheStore", "memory_store"]
+
+
+class CacheStore(Protocol):
+    async def read(
+        self, bucket_keys: Sequence[str], version_keys: Sequence[str]
+    ) -> tuple[list[Bucket | None], list[int | None]]:
+        """Buckets (None where absent) and versions (None where absent)."""
+        ...
+
+    async def write(self, entries: Sequence[tuple[str, Bucket, float]]) -> None:
+        """Store ``(key, bucket, ttl_seconds)`` entries."""
+        ...
+
+    async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
+        """Set each absent version to ``seed``; return every version's current value."""
+        ...
+
+    async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
+        """Add one to each version; an absent one becomes ``seed`` (already newer)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AiocacheStore:
+    """A :class:`CacheStore` over an aiocache cache.
+
+    With the in-process :class:`SimpleMemoryCache` buckets are kept as the
+    immutable :class:`Bucket` objects themselves: nothing to parse on a hit and
+    nothing a reader could mutate. ``serialize=True`` stores
+    :meth:`Bucket.to_json` data instead, for caches that leave the process.
+    """
+
+    def __init__(self, cache: Any, *, serialize: bool = False) -> None:
+        self._cache = cache
+        self._serialize = serialize
+
+    async def read(
+        self, bucket_keys: Sequence[str], version_keys: Sequence[str]
+    ) -> tuple[list[Bucket | None], list[int | None]]:
+        values = await self._cache.multi_get([*bucket_keys, *version_keys])
+        split = len(bucket_keys)
+        buckets = [self._decode(v) for v in values[:split]]
+        versions = [None if v is None else int(v) for v in values[split:]]
+        return buckets, versions
+
+    async def write(self, entries: Sequence[tuple[str, Bucket, float]]) -> None:
+        for key, bucket, ttl in entries:
+            value = bucket.to_json() if self._serialize else bucket
+            await self._cache.set(key, value, ttl=ttl)
+
+    async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
+        for key in keys:
+            # ValueError: someone else seeded or bumped it first, and theirs stands.
+            with contextlib.suppress(ValueError):
+                await self._cache.add(key, seed, ttl=ttl)
+        return [int(v) for v in await self._cache.multi_get(list(keys))]
+
+    async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
+        for key in keys:
+            try:
+                await self._cache.add(key, seed, ttl=ttl)
+            except ValueError:
+                await self._cache.increment(key, 1)
+                await self._cache.expire(key, ttl)
+
+    async def close(self) -> None:
+        await self._cache.close()
+
+    def _decode(self, value: Any) -> Bucket | None:
+        if value is None or isinstance(value, Bucket):
+            return value
+        return Bucket.from_json(value)
+
+
+def memory_store() -> AiocacheStore:
+    """The embedded single-process store."""
+    # timeout=None: aiocache would otherwise wrap every call in asyncio.wait_for,
+    # a task per cache hit, for a dict lookup that cannot block.
+    return AiocacheStore(SimpleMemoryCache(timeout=None))

@@ -1,0 +1,107 @@
+"""Turn wire requests into core queries, or say which field is wrong.
+
+Messages name the proto field (``time_zone``, not ``timeZone``) so that a
+caller can fix the request without reading the server's source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from availability.cache import SlotsQuery
+from availability.v1 import availability_pb2 as pb
+
+__all__ = ["FieldViolation", "InvalidationScope", "invalidation_scope", "slots_query"]
+
+_MAX_DURATION_MINUTES = 1440
+_DAY = 86_400.0
+
+
+class FieldViolation(ValueError):
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationScope:
+    event_type_id: int
+    start: float | None
+    end: float | None
+
+
+def slots_query(request: pb.GetSlotsRequest, *, max_range_days: int) -> SlotsQuery:
+    _check_event_type_id(request.event_type_id)
+    start = _required_time(request, "start")
+    end = _required_time(request, "end")
+    if end <= start:
+        raise FieldViolation("end", "must be after start")
+    if end - start > max_range_days * _DAY:
+        raise FieldViolation("end", f"must be at most {max_range_days} days after start")
+    zone = _zone(request.time_zone)
+    duration = request.duration_minutes
+    if not 0 <= duration <= _MAX_DURATION_MINUTES:
+        raise FieldViolation(
+            "duration_minutes",
+            f"must be 0 (the event type's default) or 1..{_MAX_DURATION_MINUTES}",
+        )
+    consistency = request.consistency
+    if consistency not in pb.Consistency.values():
+        raise FieldViolation("consistency", f"unknown value {consistency}")
+    return SlotsQuery(
+        event_type_id=request.event_type_id,
+        start=start,
+        end=end,
+        time_zone=zone,
+        duration_minutes=duration,
+        fresh=consistency == pb.CONSISTENCY_FRESH,
+    )
+
+
+def invalidation_scope(request: pb.InvalidateSlotsRequest) -> InvalidationScope:
+    _check_event_type_id(request.event_type_id)
+    has_start, has_end = request.HasField("start"), request.HasField("end")
+    if has_start != has_end:
+        raise FieldViolation("end" if has_start else "start", "set both start and end, or neither")
+    if not has_start:
+        return InvalidationScope(request.event_type_id, None, None)
+    start = _time(request.start, "start")
+    end = _time(request.end, "end")
+    if end <= start:
+        raise FieldViolation("end", "must be after start")
+    return InvalidationScope(request.event_type_id, start, end)
+
+
+def _check_event_type_id(value: int) -> None:
+    if value <= 0:
+        raise FieldViolation("event_type_id", "must be a positive Cal.com event type id")
+
+
+def _required_time(request: pb.GetSlotsRequest, field: Literal["start", "end"]) -> float:
+    if not request.HasField(field):
+        raise FieldViolation(field, "is required")
+    stamp: Timestamp = getattr(request, field)
+    return _time(stamp, field)
+
+
+def _time(stamp: Timestamp, field: str) -> float:
+    # Timestamp's own valid range: 0001-01-01 .. 9999-12-31, nanos 0..999999999.
+    if not -62_135_596_800 <= stamp.seconds <= 253_402_300_799 or not 0 <= stamp.nanos < 10**9:
+        raise FieldViolation(field, "is not a valid timestamp")
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    if not name:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise FieldViolation("time_zone", f"unknown IANA time zone {name!r}") from None

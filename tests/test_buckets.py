@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import json
+
+from availability.buckets import Bucket
+from availability.slots import Seats, Slot
+
+
+def test_json_round_trip_is_plain_data() -> None:
+    bucket = Bucket(
+        fetched_at=1.5,
+        expires_at=61.5,
+        stamp=7,
+        slots=(Slot(100, 200), Slot(300, None, Seats(5, 2, 3, "uid-1"))),
+    )
+    text = json.dumps(bucket.to_json())
+    assert Bucket.from_json(json.loads(text)) == bucket
+
+
+def test_starting_in_is_half_open() -> None:
+    bucket = Bucket(0, 1, 0, tuple(Slot(s, s + 10) for s in (100, 200, 300)))
+    assert [s.start for s in bucket.starting_in(100, 300)] == [100, 200]
+    assert [s.start for s in bucket.starting_in(101, 301)] == [200, 300]
+    assert list(bucket.starting_in(400, 500)) == []

@@ -1,0 +1,332 @@
+"""The cache core on an injected clock, against an in-process upstream."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from availability.cache import SlotCache, SlotsQuery, Source
+from availability.clock import ManualClock
+from availability.store import memory_store
+from availability.ttl import TieredTtl
+from availability.upstream import EventTypeNotFound, UpstreamUnavailable
+from tests.fake_upstream import FakeUpstream
+
+ET = 1001
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday
+
+
+def at(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+def query(start: str, end: str, **kwargs: object) -> SlotsQuery:
+    return SlotsQuery(ET, at(start), at(end), **kwargs)  # type: ignore[arg-type]
+
+
+def starts(answer_days: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+    return answer_days
+
+
+def flat(answer: object) -> list[int]:
+    return [slot.start for day in answer.days for slot in day.slots]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW.timestamp())
+
+
+@pytest.fixture
+def upstream() -> FakeUpstream:
+    fake = FakeUpstream()
+    fake.add(
+        ET,
+        at("2026-11-23T09:00"),
+        at("2026-11-23T14:00"),
+        at("2026-11-24T09:00"),
+        at("2026-11-25T09:00"),
+        at("2026-12-10T09:00"),
+    )
+    return fake
+
+
+@pytest.fixture
+def cache(upstream: FakeUpstream, clock: ManualClock) -> SlotCache:
+    return SlotCache(upstream, memory_store(), clock=clock, ttl=TieredTtl(), max_stale=120)
+
+
+async def test_cold_read_fetches_adjacent_days_in_one_call(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    answer = await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    assert flat(answer) == [
+        at("2026-11-23T09:00"),
+        at("2026-11-23T14:00"),
+        at("2026-11-24T09:00"),
+        at("2026-11-25T09:00"),
+    ]
+    assert [(c.first_day, c.last_day) for c in upstream.calls] == [
+        (date(2026, 11, 23), date(2026, 11, 25))
+    ]
+    assert answer.freshness.source is Source.UPSTREAM
+
+
+async def test_identical_and_sub_range_reads_are_hits(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    again = await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    sub = await cache.get_slots(query("2026-11-24T08:00", "2026-11-25T10:00"))
+    assert len(upstream.calls) == 1
+    assert again.freshness.source is Source.CACHE
+    assert flat(sub) == [at("2026-11-24T09:00"), at("2026-11-25T09:00")]
+
+
+async def test_only_missing_days_are_fetched_in_adjacent_runs(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    await cache.get_slots(query("2026-11-26T00:00", "2026-11-27T00:00"))
+    upstream.calls.clear()
+    await cache.get_slots(query("2026-11-23T00:00", "2026-11-29T00:00"))
+    assert sorted((c.first_day, c.last_day) for c in upstream.calls) == [
+        (date(2026, 11, 23), date(2026, 11, 23)),
+        (date(2026, 11, 25), date(2026, 11, 25)),
+        (date(2026, 11, 27), date(2026, 11, 28)),
+    ]
+
+
+async def test_end_is_exclusive_and_started_slots_are_dropped(
+    cache: SlotCache, clock: ManualClock
+) -> None:
+    answer = await cache.get_slots(query("2026-11-23T00:00", "2026-11-23T14:00"))
+    assert flat(answer) == [at("2026-11-23T09:00")]
+    clock.set(at("2026-11-23T09:00") + 1)
+    answer = await cache.get_slots(query("2026-11-23T00:00", "2026-11-24T00:00"))
+    assert flat(answer) == [at("2026-11-23T14:00")]
+
+
+async def test_range_entirely_in_the_past_needs_no_upstream(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    answer = await cache.get_slots(query("2026-11-01T00:00", "2026-11-02T00:00"))
+    assert answer.days == []
+    assert answer.freshness.source is Source.NONE
+    assert upstream.calls == []
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "ttl"),
+    [
+        ("2026-11-24T00:00", "2026-11-25T00:00", 60),  # near: within 7 days
+        ("2026-12-10T00:00", "2026-12-11T00:00", 300),  # far
+        ("2026-11-28T00:00", "2026-11-29T00:00", 30),  # empty (a Saturday)
+        ("2026-12-12T00:00", "2026-12-13T00:00", 30),  # empty and far: empty wins
+    ],
+)
+async def test_each_ttl_tier_expires_on_the_clock(
+    cache: SlotCache, upstream: FakeUpstream, clock: ManualClock, start: str, end: str, ttl: int
+) -> None:
+    await cache.get_slots(query(start, end))
+    clock.advance(ttl - 1)
+    hit = await cache.get_slots(query(start, end))
+    assert hit.freshness.source is Source.CACHE
+    assert hit.freshness.age == pytest.approx(ttl - 1)
+    assert len(upstream.calls) == 1
+    clock.advance(1)
+    miss = await cache.get_slots(query(start, end))
+    assert miss.freshness.source is Source.UPSTREAM
+    assert len(upstream.calls) == 2
+
+
+async def test_configured_ttls_apply(upstream: FakeUpstream, clock: ManualClock) -> None:
+    cache = SlotCache(
+        upstream, memory_store(), clock=clock, ttl=TieredTtl(empty=5, near=10, far=20)
+    )
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    clock.advance(10)
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert len(upstream.calls) == 2
+
+
+async def test_empty_answer_is_cached_and_empty(cache: SlotCache, upstream: FakeUpstream) -> None:
+    first = await cache.get_slots(query("2026-11-28T00:00", "2026-11-30T00:00"))
+    second = await cache.get_slots(query("2026-11-28T00:00", "2026-11-30T00:00"))
+    assert first.days == second.days == []
+    assert len(upstream.calls) == 1
+
+
+async def test_invalidating_a_range_refetches_only_its_days(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    upstream.remove(ET, at("2026-11-24T09:00"))
+    done = await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+    assert done.dates == (date(2026, 11, 24),)
+    upstream.calls.clear()
+
+    answer = await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    assert at("2026-11-24T09:00") not in flat(answer)
+    assert [(c.first_day, c.last_day) for c in upstream.calls] == [
+        (date(2026, 11, 24), date(2026, 11, 24))
+    ]
+    await cache.get_slots(query("2026-11-25T00:00", "2026-11-26T00:00"))
+    assert len(upstream.calls) == 1
+
+
+async def test_invalidation_is_idempotent(cache: SlotCache, upstream: FakeUpstream) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    for _ in range(3):
+        await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert len(upstream.calls) == 2
+
+
+async def test_invalidating_without_range_drops_every_day_of_the_event_type(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    upstream.add(2002, at("2026-11-24T10:00"))
+    await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    await cache.get_slots(SlotsQuery(2002, at("2026-11-24T00:00"), at("2026-11-25T00:00")))
+    done = await cache.invalidate(ET)
+    assert done.all_dates
+    upstream.calls.clear()
+    await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    await cache.get_slots(SlotsQuery(2002, at("2026-11-24T00:00"), at("2026-11-25T00:00")))
+    assert [c.event_type_id for c in upstream.calls] == [ET]
+
+
+async def test_durations_are_separate_buckets_sharing_invalidation(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", duration_minutes=60))
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert [c.duration_minutes for c in upstream.calls] == [60, 0]
+    await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T10:00"))
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", duration_minutes=60))
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert len(upstream.calls) == 4
+
+
+async def test_fresh_read_skips_the_cache_and_refreshes_it(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    upstream.remove(ET, at("2026-11-24T09:00"))  # a change nobody reported
+    fresh = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", fresh=True))
+    assert fresh.freshness.source is Source.UPSTREAM
+    assert flat(fresh) == []
+    cached = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert cached.freshness.source is Source.CACHE
+    assert flat(cached) == []
+    assert len(upstream.calls) == 2
+
+
+async def test_expired_bucket_is_served_stale_while_upstream_is_down(
+    cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    upstream.fail_with = UpstreamUnavailable("Cal.com returned 503")
+    clock.advance(60 + 100)  # past the 60 s TTL, within max_stale=120
+    stale = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert stale.freshness.source is Source.STALE
+    assert stale.freshness.age == pytest.approx(160)
+    assert flat(stale) == [at("2026-11-24T09:00")]
+    clock.advance(21)  # past TTL + max_stale
+    with pytest.raises(UpstreamUnavailable):
+        await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+
+
+async def test_invalidated_bucket_is_never_served_stale(
+    cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+    upstream.fail_with = UpstreamUnavailable("Cal.com returned 503")
+    clock.advance(61)
+    with pytest.raises(UpstreamUnavailable):
+        await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+
+
+async def test_unknown_event_type_is_not_found(cache: SlotCache) -> None:
+    with pytest.raises(EventTypeNotFound):
+        await cache.get_slots(SlotsQuery(4242, at("2026-11-24T00:00"), at("2026-11-25T00:00")))
+
+
+async def test_concurrent_cold_reads_share_one_fetch(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    upstream.gate = asyncio.Event()
+    reads = [
+        asyncio.create_task(cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00")))
+        for _ in range(50)
+    ]
+    # Overlapping ranges share the overlap and fetch only the rest.
+    wider = asyncio.create_task(cache.get_slots(query("2026-11-23T00:00", "2026-11-28T00:00")))
+    await upstream.started.wait()
+    await asyncio.sleep(0)
+    upstream.gate.set()
+    answers = await asyncio.gather(*reads)
+    await wider
+    assert sorted((c.first_day, c.last_day) for c in upstream.calls) == [
+        (date(2026, 11, 23), date(2026, 11, 25)),
+        (date(2026, 11, 26), date(2026, 11, 27)),
+    ]
+    assert all(a.days == answers[0].days for a in answers)
+
+
+async def test_fetch_in_flight_during_invalidation_is_not_served_afterwards(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    booked = at("2026-11-24T09:00")
+    upstream.gate = asyncio.Event()
+    before = asyncio.create_task(cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00")))
+    await upstream.started.wait()  # the fetch read Cal.com's pre-booking answer
+
+    upstream.remove(ET, booked)  # the booking lands in Cal.com...
+    await cache.invalidate(ET, booked, booked + 1800)  # ...and is reported
+    after = asyncio.create_task(cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00")))
+    await asyncio.sleep(0)
+    upstream.gate.set()
+
+    assert booked in flat(await before)  # began before the invalidation: may see the old answer
+    assert booked not in flat(await after)  # began after: must not, and must not join the old fetch
+    later = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert booked not in flat(later)
+    assert len(upstream.calls) == 2
+
+
+async def test_lost_versions_make_buckets_invalid_not_valid(
+    upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    store = memory_store()
+    cache = SlotCache(upstream, store, clock=clock)
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    # Forget every version but keep the buckets (a store that lost some keys).
+    raw = store._cache._cache  # the SimpleMemoryCache's dict
+    for key in [k for k in raw if ":v" in k]:
+        del raw[key]
+    clock.advance(1)
+    again = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert again.freshness.source is Source.UPSTREAM
+    assert len(upstream.calls) == 2
+
+
+async def test_days_are_regrouped_in_the_callers_time_zone(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    # 23:30 UTC on the 24th is already the 25th in Berlin: a range crossing midnight UTC.
+    upstream.add(ET, at("2026-11-24T23:30"))
+    answer = await cache.get_slots(
+        query("2026-11-24T12:00", "2026-11-25T12:00", time_zone=ZoneInfo("Europe/Berlin"))
+    )
+    assert [(d.date, [s.start for s in d.slots]) for d in answer.days] == [
+        ("2026-11-25", [at("2026-11-24T23:30"), at("2026-11-25T09:00")])
+    ]
+    utc = await cache.get_slots(query("2026-11-24T12:00", "2026-11-25T12:00"))
+    assert [d.date for d in utc.days] == ["2026-11-24", "2026-11-25"]
