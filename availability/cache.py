@@ -35,16 +35,23 @@ from zoneinfo import ZoneInfo
 
 from availability.buckets import Bucket
 from availability.clock import Clock
+from availability.event_types import EventTypeDirectory
 from availability.keys import KeySchema
 from availability.local_days import LocalDay, group_by_local_date, utc_days
 from availability.slots import Slot
 from availability.store import CacheStore
 from availability.ttl import TieredTtl
-from availability.upstream import Upstream, UpstreamError, UpstreamUnavailable
+from availability.upstream import (
+    EventTypeNotFound,
+    Upstream,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 
 __all__ = [
     "Freshness",
     "Invalidation",
+    "InvalidationScope",
     "SlotCache",
     "SlotsAnswer",
     "SlotsQuery",
@@ -94,11 +101,27 @@ class SlotsAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class InvalidationScope:
+    """What changed. The parts add up; at least one must be set."""
+
+    event_type_id: int | None = None
+    """An event type whose bookings changed: its hosts' event types are all affected."""
+    host_ids: tuple[int, ...] = ()
+    everything: bool = False
+    start: float | None = None
+    """With ``end``: the changed range ``[start, end)``; without: every day."""
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Invalidation:
     event_type_ids: tuple[int, ...]
+    """Event types known to this process whose buckets were invalidated."""
+    host_ids: tuple[int, ...]
     dates: tuple[date, ...]
     """UTC days invalidated; empty when ``all_dates``."""
     all_dates: bool
+    everything: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +131,25 @@ class _Need:
     day: date
     key: str
     stamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Versions:
+    """Which versions cover the buckets of one read, and how they add up to stamps.
+
+    Layout: everything, the event type, each host; then per day the event
+    type's day and each host's day. A day's stamp is the sum of the first
+    group and its own group; versions only grow, so any bump changes it.
+    """
+
+    keys: list[str]
+    head: int
+    per_day: int
+
+    def stamps(self, values: Sequence[int]) -> list[int]:
+        base = sum(values[: self.head])
+        step = self.per_day
+        return [base + sum(values[i : i + step]) for i in range(self.head, len(values), step)]
 
 
 @dataclass(slots=True)
@@ -136,6 +178,7 @@ class SlotCache:
         keys: KeySchema | None = None,
         version_ttl: float = 7 * _DAY,
         max_invalidation_days: int = 400,
+        event_type_ttl: float = 3600.0,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -147,6 +190,9 @@ class SlotCache:
         self._max_invalidation_days = max_invalidation_days
         self._flights = _Flights()
         self._last_seed = 0
+        self._directory = EventTypeDirectory(
+            upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl
+        )
 
     @property
     def ttl_policy(self) -> TieredTtl:
@@ -170,32 +216,66 @@ class SlotCache:
         return SlotsAnswer(group_by_local_date(slots, query.time_zone), freshness)
 
     async def invalidate(
-        self, event_type_id: int, start: float | None = None, end: float | None = None
+        self, scope: InvalidationScope, *, timeout: float | None = None
     ) -> Invalidation:
-        """Make cached days of ``event_type_id`` that ``[start, end)`` touches invalid.
+        """Make every bucket ``scope`` can change invalid, on every replica sharing the store.
 
-        No range means every day. Days that ended more than a day ago are
-        skipped (nothing reads them); a range wider than
-        ``max_invalidation_days`` invalidates the whole event type instead.
+        Days that ended more than a day ago are skipped (nothing reads them);
+        a range wider than ``max_invalidation_days`` invalidates every day.
+        Raises :class:`UpstreamError` when an event type's hosts cannot be
+        learned; what could be invalidated was, and retrying is safe.
         """
+        if scope.everything:
+            await self._bump([self._keys.everything_version()])
+            logger.debug("invalidated everything")
+            return Invalidation((), (), (), all_dates=True, everything=True)
+        hosts = set(scope.host_ids)
+        event_types: set[int] = set()
+        lookup_error: UpstreamError | None = None
+        if scope.event_type_id is not None:
+            event_types.add(scope.event_type_id)
+            try:
+                hosts.update(await self._directory.hosts(scope.event_type_id, timeout=timeout))
+            except EventTypeNotFound:
+                pass  # Cal.com has no such event type: its own versions are all there is
+            except UpstreamError as exc:
+                lookup_error = exc
+        event_types.update(self._directory.sharing(hosts))
+        days = self._invalidation_days(scope.start, scope.end)
+        keys: list[str] = []
+        if days is None:
+            if scope.event_type_id is not None:
+                keys.append(self._keys.event_type_version(scope.event_type_id))
+            keys.extend(self._keys.host_version(h) for h in sorted(hosts))
+        else:
+            for day in days:
+                if scope.event_type_id is not None:
+                    keys.append(self._keys.day_version(scope.event_type_id, day))
+                keys.extend(self._keys.host_day_version(h, day) for h in sorted(hosts))
+        await self._bump(keys)
+        logger.debug("invalidated %d version(s) for event types %s", len(keys), event_types)
+        if lookup_error is not None:
+            raise lookup_error
+        return Invalidation(
+            tuple(sorted(event_types)),
+            tuple(sorted(hosts)),
+            () if days is None else tuple(days),
+            all_dates=days is None,
+        )
+
+    def _invalidation_days(self, start: float | None, end: float | None) -> list[date] | None:
+        """The UTC days to invalidate; None for every day."""
         if start is None or end is None:
-            return await self._invalidate_event_type(event_type_id)
+            return None
         lo = max(start, self._clock() - _DAY)
         if lo >= end:
-            return Invalidation((event_type_id,), (), all_dates=False)
+            return []
         days = utc_days(lo, end)
-        if len(days) > self._max_invalidation_days:
-            return await self._invalidate_event_type(event_type_id)
-        keys = [self._keys.day_version(event_type_id, day) for day in days]
-        await self._store.bump_versions(keys, self._seed(), self._version_ttl)
-        logger.debug("invalidated event type %d on %d day(s)", event_type_id, len(days))
-        return Invalidation((event_type_id,), tuple(days), all_dates=False)
+        return None if len(days) > self._max_invalidation_days else days
 
-    async def _invalidate_event_type(self, event_type_id: int) -> Invalidation:
-        key = self._keys.event_type_version(event_type_id)
-        await self._store.bump_versions([key], self._seed(), self._version_ttl)
-        logger.debug("invalidated every day of event type %d", event_type_id)
-        return Invalidation((event_type_id,), (), all_dates=True)
+    async def _bump(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._store.bump_versions(keys, self._seed(), self._version_ttl)
 
     async def close(self) -> None:
         """Cancel fetches nobody waits for any more (shutdown)."""
@@ -210,14 +290,11 @@ class SlotCache:
         self, query: SlotsQuery, days: list[date], timeout: float | None
     ) -> list[_Used]:
         et, duration = query.event_type_id, query.duration_minutes
+        hosts = await self._directory.hosts(et, timeout=timeout)
+        layout = self._versions(et, hosts, days)
         bucket_keys = [self._keys.bucket(et, duration, day) for day in days]
-        version_keys = [
-            self._keys.everything_version(),
-            self._keys.event_type_version(et),
-            *(self._keys.day_version(et, day) for day in days),
-        ]
-        buckets, versions = await self._store.read([] if query.fresh else bucket_keys, version_keys)
-        stamps = self._stamps(await self._complete(version_keys, versions))
+        buckets, versions = await self._store.read([] if query.fresh else bucket_keys, layout.keys)
+        stamps = layout.stamps(await self._complete(layout.keys, versions))
 
         now = self._clock()
         used: list[_Used | None] = [None] * len(days)
@@ -234,7 +311,7 @@ class SlotCache:
             needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
 
         if needs:
-            results = await self._fill(query, [need for _, need in needs], timeout)
+            results = await self._fill(query, hosts, [need for _, need in needs], timeout)
             errors: list[UpstreamError] = []
             for (i, _), result in zip(needs, results, strict=True):
                 if isinstance(result, Bucket):
@@ -247,10 +324,18 @@ class SlotCache:
                 raise errors[0]
         return [u for u in used if u is not None]
 
-    def _stamps(self, versions: Sequence[int]) -> list[int]:
-        """Each day's stamp: the sum of the versions covering it (they only grow)."""
-        base = versions[0] + versions[1]
-        return [base + v for v in versions[2:]]
+    def _versions(
+        self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
+    ) -> _Versions:
+        keys = [
+            self._keys.everything_version(),
+            self._keys.event_type_version(event_type_id),
+            *(self._keys.host_version(h) for h in hosts),
+        ]
+        for day in days:
+            keys.append(self._keys.day_version(event_type_id, day))
+            keys.extend(self._keys.host_day_version(h, day) for h in hosts)
+        return _Versions(keys, head=2 + len(hosts), per_day=1 + len(hosts))
 
     async def _complete(self, keys: Sequence[str], versions: Sequence[int | None]) -> list[int]:
         if all(v is not None for v in versions):
@@ -273,7 +358,7 @@ class SlotCache:
     # -- fetching ------------------------------------------------------------
 
     async def _fill(
-        self, query: SlotsQuery, needs: list[_Need], timeout: float | None
+        self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need], timeout: float | None
     ) -> list[Bucket | UpstreamError]:
         """One result per need: its bucket, or why it could not be had."""
         loop = asyncio.get_running_loop()
@@ -295,7 +380,7 @@ class SlotCache:
         if run:
             runs.append(run)
         for each in runs:
-            task = asyncio.create_task(self._fetch_run(query, each, timeout))
+            task = asyncio.create_task(self._fetch_run(query, hosts, each, timeout))
             self._flights.tasks.add(task)
             task.add_done_callback(self._flights.tasks.discard)
 
@@ -311,6 +396,7 @@ class SlotCache:
     async def _fetch_run(
         self,
         query: SlotsQuery,
+        hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         timeout: float | None,
     ) -> None:
@@ -345,7 +431,7 @@ class SlotCache:
                 bucket = Bucket(started, started + ttl, need.stamp, slots)
                 entries.append((need.key, bucket, ttl + self._max_stale))
             try:
-                await self._store.write(await self._still_current(query, run, entries))
+                await self._store.write(await self._still_current(query, hosts, run, entries))
             except Exception:
                 # The answer is still right; only the next reader pays a fetch again.
                 logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
@@ -360,6 +446,7 @@ class SlotCache:
     async def _still_current(
         self,
         query: SlotsQuery,
+        hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         entries: list[tuple[str, Bucket, float]],
     ) -> list[tuple[str, Bucket, float]]:
@@ -368,15 +455,11 @@ class SlotCache:
         Readers would reject them anyway; not writing them keeps a slow,
         outdated fetch from overwriting a newer bucket of the same day.
         """
-        version_keys = [
-            self._keys.everything_version(),
-            self._keys.event_type_version(query.event_type_id),
-            *(self._keys.day_version(query.event_type_id, need.day) for need, _ in run),
-        ]
-        _, versions = await self._store.read([], version_keys)
+        layout = self._versions(query.event_type_id, hosts, [need.day for need, _ in run])
+        _, versions = await self._store.read([], layout.keys)
         if any(v is None for v in versions):
             return []
-        stamps = self._stamps([v for v in versions if v is not None])
+        stamps = layout.stamps([v for v in versions if v is not None])
         return [
             entry for entry, stamp in zip(entries, stamps, strict=True) if entry[1].stamp == stamp
         ]

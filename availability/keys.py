@@ -6,10 +6,15 @@ Layout (``{p}`` is the configurable prefix, default ``av1``)::
     {p}:v                                          version: everything
     {p}:v:e:{event_type_id}                        version: all days of one event type
     {p}:v:d:{event_type_id}:{YYYY-MM-DD}           version: one UTC day of one event type
+    {p}:v:h:{host_id}                              version: all days of one host
+    {p}:v:hd:{host_id}:{YYYY-MM-DD}                version: one UTC day of one host
+    {p}:et:{event_type_id}                         record: the event type's hosts (JSON)
 
 A bucket is valid only while the sum of the versions that cover it equals
 the stamp it was stored with (see :mod:`availability.cache`). Durations share
-the versions of their event type: a booking blocks every length alike.
+the versions of their event type: a booking blocks every length alike. Host
+versions cover every event type of the host: a booking blocks the host's
+time everywhere.
 """
 
 from __future__ import annotations
@@ -35,3 +40,12 @@ class KeySchema:
 
     def day_version(self, event_type_id: int, day: date) -> str:
         return f"{self.prefix}:v:d:{event_type_id}:{day.isoformat()}"
+
+    def host_version(self, host_id: int) -> str:
+        return f"{self.prefix}:v:h:{host_id}"
+
+    def host_day_version(self, host_id: int, day: date) -> str:
+        return f"{self.prefix}:v:hd:{host_id}:{day.isoformat()}"
+
+    def event_type_record(self, event_type_id: int) -> str:
+        return f"{self.prefix}:et:{event_type_id}"

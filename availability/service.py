@@ -75,10 +75,20 @@ class AvailabilityService(pb_grpc.AvailabilityServiceServicer):
             scope = invalidation_scope(request)
         except FieldViolation as violation:
             await _abort_invalid(context, violation)
-        done = await self._cache.invalidate(scope.event_type_id, scope.start, scope.end)
+        try:
+            done = await self._cache.invalidate(scope, timeout=self._timeout(context))
+        except UpstreamError as exc:
+            # Whatever could be invalidated was; the caller retries (it is idempotent).
+            logger.warning("InvalidateSlots incomplete: %s", exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"could not learn the event type's hosts from Cal.com ({exc}); retry",
+            )
         logger.info(
-            "invalidated event type %d: %s (reason: %s)",
-            scope.event_type_id,
+            "invalidated %s on %s (reason: %s)",
+            "everything"
+            if done.everything
+            else f"event types {list(done.event_type_ids)} / hosts {list(done.host_ids)}",
             "all dates" if done.all_dates else f"{len(done.dates)} day(s)",
             request.reason or "-",
         )
@@ -86,6 +96,8 @@ class AvailabilityService(pb_grpc.AvailabilityServiceServicer):
             dates=[day.isoformat() for day in done.dates],
             all_dates=done.all_dates,
             event_type_ids=list(done.event_type_ids),
+            host_ids=list(done.host_ids),
+            everything=done.everything,
         )
 
     def _timeout(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:

@@ -42,6 +42,14 @@ class CacheStore(Protocol):
         """Add one to each version; an absent one becomes ``seed`` (already newer)."""
         ...
 
+    async def read_records(self, keys: Sequence[str]) -> list[Any]:
+        """JSON-safe records (None where absent)."""
+        ...
+
+    async def write_record(self, key: str, record: Any, ttl: float) -> None:
+        """Store a JSON-safe record; the caller never mutates it afterwards."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -86,6 +94,12 @@ class AiocacheStore:
             except ValueError:
                 await self._cache.increment(key, 1)
                 await self._cache.expire(key, ttl)
+
+    async def read_records(self, keys: Sequence[str]) -> list[Any]:
+        return list(await self._cache.multi_get(list(keys)))
+
+    async def write_record(self, key: str, record: Any, ttl: float) -> None:
+        await self._cache.set(key, record, ttl=ttl)
 
     async def close(self) -> None:
         await self._cache.close()

@@ -6,17 +6,16 @@ caller can fix the request without reading the server's source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from availability.cache import SlotsQuery
+from availability.cache import InvalidationScope, SlotsQuery
 from availability.v1 import availability_pb2 as pb
 
-__all__ = ["FieldViolation", "InvalidationScope", "invalidation_scope", "slots_query"]
+__all__ = ["FieldViolation", "invalidation_scope", "slots_query"]
 
 _MAX_DURATION_MINUTES = 1440
 _DAY = 86_400.0
@@ -27,13 +26,6 @@ class FieldViolation(ValueError):
         super().__init__(f"{field}: {description}")
         self.field = field
         self.description = description
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidationScope:
-    event_type_id: int
-    start: float | None
-    end: float | None
 
 
 def slots_query(request: pb.GetSlotsRequest, *, max_range_days: int) -> SlotsQuery:
@@ -65,17 +57,31 @@ def slots_query(request: pb.GetSlotsRequest, *, max_range_days: int) -> SlotsQue
 
 
 def invalidation_scope(request: pb.InvalidateSlotsRequest) -> InvalidationScope:
-    _check_event_type_id(request.event_type_id)
+    if request.event_type_id < 0:
+        raise FieldViolation("event_type_id", "must be a positive Cal.com event type id")
+    for host_id in request.host_ids:
+        if host_id <= 0:
+            raise FieldViolation("host_ids", "must be positive Cal.com user ids")
+    if request.event_type_id == 0 and not request.host_ids and not request.everything:
+        raise FieldViolation(
+            "event_type_id", "set event_type_id, host_ids or everything to say what changed"
+        )
     has_start, has_end = request.HasField("start"), request.HasField("end")
     if has_start != has_end:
         raise FieldViolation("end" if has_start else "start", "set both start and end, or neither")
-    if not has_start:
-        return InvalidationScope(request.event_type_id, None, None)
-    start = _time(request.start, "start")
-    end = _time(request.end, "end")
-    if end <= start:
-        raise FieldViolation("end", "must be after start")
-    return InvalidationScope(request.event_type_id, start, end)
+    start = end = None
+    if has_start:
+        start = _time(request.start, "start")
+        end = _time(request.end, "end")
+        if end <= start:
+            raise FieldViolation("end", "must be after start")
+    return InvalidationScope(
+        event_type_id=request.event_type_id or None,
+        host_ids=tuple(sorted(set(request.host_ids))),
+        everything=request.everything,
+        start=start,
+        end=end,
+    )
 
 
 def _check_event_type_id(value: int) -> None:

@@ -28,6 +28,8 @@ class Call:
 class FakeUpstream:
     def __init__(self) -> None:
         self.truth: dict[int, list[Slot]] = {}
+        self.hosts: dict[int, frozenset[int]] = {}
+        self.event_type_calls: list[int] = []
         self.calls: list[Call] = []
         self.gate: asyncio.Event | None = None
         self.fail_with: UpstreamError | None = None
@@ -70,6 +72,9 @@ class FakeUpstream:
     async def fetch_event_type(
         self, event_type_id: int, *, timeout: float | None = None
     ) -> EventTypeInfo:
+        self.event_type_calls.append(event_type_id)
+        if self.fail_with is not None:
+            raise self.fail_with
         if event_type_id not in self.truth:
             raise EventTypeNotFound(f"no event type {event_type_id}")
-        return EventTypeInfo(event_type_id, 30, frozenset())
+        return EventTypeInfo(event_type_id, 30, self.hosts.get(event_type_id, frozenset()))

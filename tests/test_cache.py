@@ -8,8 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from availability.cache import SlotCache, SlotsQuery, Source
+from availability.cache import Invalidation, InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.clock import ManualClock
+from availability.keys import KeySchema
+from availability.local_days import utc_days
 from availability.store import memory_store
 from availability.ttl import TieredTtl
 from availability.upstream import EventTypeNotFound, UpstreamUnavailable
@@ -165,7 +167,9 @@ async def test_invalidating_a_range_refetches_only_its_days(
 ) -> None:
     await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
     upstream.remove(ET, at("2026-11-24T09:00"))
-    done = await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+    done = await cache.invalidate(
+        InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T09:30"))
+    )
     assert done.dates == (date(2026, 11, 24),)
     upstream.calls.clear()
 
@@ -181,7 +185,9 @@ async def test_invalidating_a_range_refetches_only_its_days(
 async def test_invalidation_is_idempotent(cache: SlotCache, upstream: FakeUpstream) -> None:
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     for _ in range(3):
-        await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+        await cache.invalidate(
+            InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T09:30"))
+        )
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     assert len(upstream.calls) == 2
@@ -193,7 +199,7 @@ async def test_invalidating_without_range_drops_every_day_of_the_event_type(
     upstream.add(2002, at("2026-11-24T10:00"))
     await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
     await cache.get_slots(SlotsQuery(2002, at("2026-11-24T00:00"), at("2026-11-25T00:00")))
-    done = await cache.invalidate(ET)
+    done = await cache.invalidate(InvalidationScope(ET))
     assert done.all_dates
     upstream.calls.clear()
     await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
@@ -207,7 +213,9 @@ async def test_durations_are_separate_buckets_sharing_invalidation(
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", duration_minutes=60))
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     assert [c.duration_minutes for c in upstream.calls] == [60, 0]
-    await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T10:00"))
+    await cache.invalidate(
+        InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T10:00"))
+    )
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", duration_minutes=60))
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     assert len(upstream.calls) == 4
@@ -246,7 +254,9 @@ async def test_invalidated_bucket_is_never_served_stale(
     cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
-    await cache.invalidate(ET, at("2026-11-24T09:00"), at("2026-11-24T09:30"))
+    await cache.invalidate(
+        InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T09:30"))
+    )
     upstream.fail_with = UpstreamUnavailable("Cal.com returned 503")
     clock.advance(61)
     with pytest.raises(UpstreamUnavailable):
@@ -289,7 +299,9 @@ async def test_fetch_in_flight_during_invalidation_is_not_served_afterwards(
     await upstream.started.wait()  # the fetch read Cal.com's pre-booking answer
 
     upstream.remove(ET, booked)  # the booking lands in Cal.com...
-    await cache.invalidate(ET, booked, booked + 1800)  # ...and is reported
+    await cache.invalidate(
+        InvalidationScope(ET, start=booked, end=booked + 1800)
+    )  # ...and is reported
     after = asyncio.create_task(cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00")))
     await asyncio.sleep(0)
     upstream.gate.set()
@@ -330,3 +342,135 @@ async def test_days_are_regrouped_in_the_callers_time_zone(
     ]
     utc = await cache.get_slots(query("2026-11-24T12:00", "2026-11-25T12:00"))
     assert [d.date for d in utc.days] == ["2026-11-24", "2026-11-25"]
+
+
+# -- host-wide scopes -----------------------------------------------------------
+
+ALICE_60 = 1002
+BOB_30 = 2001
+
+
+@pytest.fixture
+def shared_host(upstream: FakeUpstream) -> FakeUpstream:
+    """1001 and 1002 are alice's (host 1); 2001 is bob's (host 2)."""
+    upstream.add(ALICE_60, at("2026-11-24T09:00"), at("2026-11-24T14:00"), length=3600)
+    upstream.add(BOB_30, at("2026-11-24T15:00"))
+    upstream.hosts.update({ET: frozenset({1}), ALICE_60: frozenset({1}), BOB_30: frozenset({2})})
+    return upstream
+
+
+def day_query(event_type_id: int) -> SlotsQuery:
+    return SlotsQuery(event_type_id, at("2026-11-24T00:00"), at("2026-11-25T00:00"))
+
+
+async def test_booking_one_event_type_invalidates_the_hosts_other_event_types(
+    cache: SlotCache, shared_host: FakeUpstream
+) -> None:
+    for et in (ET, ALICE_60, BOB_30):
+        await cache.get_slots(day_query(et))
+    shared_host.remove(ALICE_60, at("2026-11-24T09:00"))  # alice's 09:00 is taken...
+    done = await cache.invalidate(
+        InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T09:30"))
+    )
+    assert done.event_type_ids == (ET, ALICE_60)
+    assert done.host_ids == (1,)
+    shared_host.calls.clear()
+
+    sixty = await cache.get_slots(day_query(ALICE_60))
+    assert at("2026-11-24T09:00") not in flat(sixty)
+    bob = await cache.get_slots(day_query(BOB_30))
+    assert bob.freshness.source is Source.CACHE
+    assert [c.event_type_id for c in shared_host.calls] == [ALICE_60]
+
+
+async def test_host_and_everything_scopes(cache: SlotCache, shared_host: FakeUpstream) -> None:
+    for et in (ET, ALICE_60, BOB_30):
+        await cache.get_slots(day_query(et))
+    shared_host.calls.clear()
+    done = await cache.invalidate(InvalidationScope(host_ids=(2,)))
+    assert done.all_dates
+    assert done.event_type_ids == (BOB_30,)
+    for et in (ET, ALICE_60, BOB_30):
+        await cache.get_slots(day_query(et))
+    assert [c.event_type_id for c in shared_host.calls] == [BOB_30]
+
+    shared_host.calls.clear()
+    assert (await cache.invalidate(InvalidationScope(everything=True))).everything
+    for et in (ET, ALICE_60, BOB_30):
+        await cache.get_slots(day_query(et))
+    assert sorted(c.event_type_id for c in shared_host.calls) == [ET, ALICE_60, BOB_30]
+
+
+async def test_invalidating_an_event_type_never_read_here_reaches_its_hosts_others(
+    cache: SlotCache, shared_host: FakeUpstream
+) -> None:
+    await cache.get_slots(day_query(ET))
+    await cache.invalidate(
+        InvalidationScope(ALICE_60, start=at("2026-11-24T09:00"), end=at("2026-11-24T10:00"))
+    )
+    again = await cache.get_slots(day_query(ET))
+    assert again.freshness.source is Source.UPSTREAM
+
+
+async def test_invalidation_reports_failure_when_hosts_cannot_be_learned(
+    cache: SlotCache, shared_host: FakeUpstream
+) -> None:
+    await cache.get_slots(day_query(ET))
+    shared_host.fail_with = UpstreamUnavailable("Cal.com returned 503")
+    with pytest.raises(UpstreamUnavailable):
+        await cache.invalidate(
+            InvalidationScope(ALICE_60, start=at("2026-11-24T09:00"), end=at("2026-11-24T10:00"))
+        )
+
+
+# -- the in-flight race, with a delete-on-invalidate cache as the control -------
+
+
+class DeletingCache(SlotCache):
+    """The naive design: invalidation deletes the day's buckets, versions never move."""
+
+    def __init__(self, upstream: FakeUpstream, clock: ManualClock) -> None:
+        self.store = memory_store()
+        super().__init__(upstream, self.store, clock=clock)
+
+    async def invalidate(
+        self, scope: InvalidationScope, *, timeout: float | None = None
+    ) -> Invalidation:
+        assert scope.start is not None
+        assert scope.end is not None
+        days = utc_days(scope.start, scope.end)
+        for day in days:
+            await self.store._cache.delete(KeySchema().bucket(ET, 0, day))
+        return Invalidation((ET,), (), tuple(days), all_dates=False)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "versioned",
+        pytest.param(
+            "delete-on-invalidate",
+            marks=pytest.mark.xfail(strict=True, reason="control: deleting keys loses the race"),
+        ),
+    ],
+)
+async def test_in_flight_race_control(
+    variant: str, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    cache = (
+        SlotCache(upstream, memory_store(), clock=clock)
+        if variant == "versioned"
+        else DeletingCache(upstream, clock)
+    )
+    booked = at("2026-11-24T09:00")
+    upstream.gate = asyncio.Event()
+    before = asyncio.create_task(cache.get_slots(day_query(ET)))
+    await upstream.started.wait()
+    upstream.remove(ET, booked)
+    await cache.invalidate(InvalidationScope(ET, start=booked, end=booked + 1800))
+    after = asyncio.create_task(cache.get_slots(day_query(ET)))
+    await asyncio.sleep(0)
+    upstream.gate.set()
+    await before
+    assert booked not in flat(await after)
+    assert booked not in flat(await cache.get_slots(day_query(ET)))

@@ -299,7 +299,9 @@ Global___Freshness: _TypeAlias = Freshness  # noqa: Y015
 
 @_typing.final
 class InvalidateSlotsRequest(_message.Message):
-    """Which cached slots to drop."""
+    """Which cached slots to drop. The scopes add up: at least one of
+    event_type_id, host_ids or everything must be set.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -307,19 +309,33 @@ class InvalidateSlotsRequest(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    HOST_IDS_FIELD_NUMBER: _builtins.int
+    EVERYTHING_FIELD_NUMBER: _builtins.int
     event_type_id: _builtins.int
-    """The event type whose bookings changed; must be positive."""
+    """The event type whose bookings changed. Its hosts are looked up and the
+    range is invalidated for all of their event types. 0 means none.
+    """
     reason: _builtins.str
     """Free text for logs and metrics, e.g. "booking_created"."""
+    everything: _builtins.bool
+    """Invalidate everything cached, for every event type (e.g. after an
+    outage of the event stream). The range is ignored.
+    """
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp:
         """Start of the changed time range (inclusive). With end unset too, every
-        cached day of the event type is invalidated.
+        day is invalidated.
         """
 
     @_builtins.property
     def end(self) -> _timestamp_pb2.Timestamp:
         """End of the changed time range (exclusive). Set both or neither."""
+
+    @_builtins.property
+    def host_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Cal.com user ids whose calendars changed; every event type they host is
+        invalidated in the range.
+        """
 
     def __init__(
         self,
@@ -328,10 +344,12 @@ class InvalidateSlotsRequest(_message.Message):
         start: _timestamp_pb2.Timestamp | None = ...,
         end: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        host_ids: _abc.Iterable[_builtins.int] | None = ...,
+        everything: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "event_type_id", b"event_type_id", "reason", b"reason", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "event_type_id", b"event_type_id", "everything", b"everything", "host_ids", b"host_ids", "reason", b"reason", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -346,8 +364,14 @@ class InvalidateSlotsResponse(_message.Message):
     DATES_FIELD_NUMBER: _builtins.int
     ALL_DATES_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_IDS_FIELD_NUMBER: _builtins.int
+    HOST_IDS_FIELD_NUMBER: _builtins.int
+    EVERYTHING_FIELD_NUMBER: _builtins.int
     all_dates: _builtins.bool
-    """True when every cached day was invalidated (no range was given)."""
+    """True when every cached day was invalidated (no range was given, or
+    everything was set).
+    """
+    everything: _builtins.bool
+    """True when everything cached was invalidated."""
     @_builtins.property
     def dates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """UTC dates (YYYY-MM-DD) whose cached slots were invalidated; empty when
@@ -356,7 +380,11 @@ class InvalidateSlotsResponse(_message.Message):
 
     @_builtins.property
     def event_type_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """The event types whose cache was invalidated."""
+        """Event types known to this server whose cache was invalidated."""
+
+    @_builtins.property
+    def host_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Hosts whose event types were invalidated."""
 
     def __init__(
         self,
@@ -364,10 +392,12 @@ class InvalidateSlotsResponse(_message.Message):
         dates: _abc.Iterable[_builtins.str] | None = ...,
         all_dates: _builtins.bool = ...,
         event_type_ids: _abc.Iterable[_builtins.int] | None = ...,
+        host_ids: _abc.Iterable[_builtins.int] | None = ...,
+        everything: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_dates", b"all_dates", "dates", b"dates", "event_type_ids", b"event_type_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_dates", b"all_dates", "dates", b"dates", "event_type_ids", b"event_type_ids", "everything", b"everything", "host_ids", b"host_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,11 +71,19 @@ class AvailabilityServiceServicer:
         """Reports that bookings changed in a time range, so cached slots there
         must not be served again. Idempotent: sending it twice is harmless.
 
-        After a booking is created, cancelled or rejected, send the booking's
-        event_type_id with start/end set to the booking's own start and end.
-        After a reschedule, send it twice (or once spanning both): once for the
-        old window and once for the new one. When it returns OK, no GetSlots that
-        starts afterwards on any replica is answered from data fetched before.
+        A booking blocks its hosts' time in every event type they host, so the
+        scope is host-wide: naming an event type invalidates the range for every
+        event type that shares a host with it (team members included).
+
+        What the booking service sends:
+        - booking created, requested, cancelled or rejected: event_type_id with
+        start/end set to the booking's own start and end;
+        - booking rescheduled: two calls (or one spanning both), one for the old
+        window and one for the new window; the old window's slots reappear;
+        - a host's calendar changed outside Cal.com bookings: host_ids with the
+        affected range (or no range).
+        When it returns OK, no GetSlots that starts afterwards is answered from
+        data fetched before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
