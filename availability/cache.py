@@ -26,8 +26,10 @@ and the TTL simulator alike, and reads time only from its clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, tzinfo
@@ -39,7 +41,7 @@ from availability.event_types import EventTypeDirectory
 from availability.keys import KeySchema
 from availability.local_days import LocalDay, group_by_local_date, utc_days
 from availability.slots import Slot
-from availability.store import CacheStore
+from availability.store import CacheStore, Usable
 from availability.ttl import TieredTtl
 from availability.upstream import (
     EventTypeNotFound,
@@ -151,6 +153,19 @@ class _Versions:
         step = self.per_day
         return [base + sum(values[i : i + step]) for i in range(self.head, len(values), step)]
 
+    def usable_at(self, now: float) -> Usable:
+        """The check a store with a local tier applies to its local copies."""
+        stamps: list[int] = []
+
+        def usable(index: int, bucket: Bucket, versions: Sequence[int | None]) -> bool:
+            if not stamps:
+                if any(v is None for v in versions):
+                    return False
+                stamps.extend(self.stamps([v for v in versions if v is not None]))
+            return bucket.stamp == stamps[index] and now < bucket.expires_at
+
+        return usable
+
 
 @dataclass(slots=True)
 class _Used:
@@ -179,6 +194,7 @@ class SlotCache:
         version_ttl: float = 7 * _DAY,
         max_invalidation_days: int = 400,
         event_type_ttl: float = 3600.0,
+        lease_ttl: float = 10.0,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -189,6 +205,7 @@ class SlotCache:
         self._version_ttl = version_ttl
         self._max_invalidation_days = max_invalidation_days
         self._flights = _Flights()
+        self._lease_ttl = lease_ttl
         self._last_seed = 0
         self._directory = EventTypeDirectory(
             upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl
@@ -293,10 +310,12 @@ class SlotCache:
         hosts = await self._directory.hosts(et, timeout=timeout)
         layout = self._versions(et, hosts, days)
         bucket_keys = [self._keys.bucket(et, duration, day) for day in days]
-        buckets, versions = await self._store.read([] if query.fresh else bucket_keys, layout.keys)
+        now = self._clock()
+        buckets, versions = await self._store.read(
+            [] if query.fresh else bucket_keys, layout.keys, layout.usable_at(now)
+        )
         stamps = layout.stamps(await self._complete(layout.keys, versions))
 
-        now = self._clock()
         used: list[_Used | None] = [None] * len(days)
         stale: dict[int, Bucket] = {}
         needs: list[tuple[int, _Need]] = []
@@ -368,7 +387,7 @@ class SlotCache:
         for need in needs:
             flight_key = (need.key, need.stamp)
             future = None if query.fresh else self._flights.futures.get(flight_key)
-            if future is None:
+            if future is None or future.done():  # done: its bucket was in the store already
                 future = loop.create_future()
                 future.add_done_callback(_consume_exception)
                 self._flights.futures[flight_key] = future
@@ -380,7 +399,7 @@ class SlotCache:
         if run:
             runs.append(run)
         for each in runs:
-            task = asyncio.create_task(self._fetch_run(query, hosts, each, timeout))
+            task = asyncio.create_task(self._claim(query, hosts, each, timeout))
             self._flights.tasks.add(task)
             task.add_done_callback(self._flights.tasks.discard)
 
@@ -393,6 +412,94 @@ class SlotCache:
                 results.append(exc)
         return results
 
+    async def _claim(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        timeout: float | None,
+    ) -> None:
+        """Fetch a run of missing days, unless another replica already is.
+
+        A lease per day (key + stamp) makes one replica the fetcher; the
+        others wait for its buckets to appear, bounded by the lease, and
+        fetch whatever did not appear themselves (a holder that died).
+        """
+        token = str(secrets.randbits(62))
+        leases = [self._keys.lease(query.event_type_id, need.key, need.stamp) for need, _ in run]
+        held: list[str] = []
+        try:
+            got = await self._store.lease(leases, token, self._lease_ttl)
+            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+            fetch = [item for item, mine in zip(run, got, strict=True) if mine]
+            others = [
+                (item, lease)
+                for item, lease, mine in zip(run, leases, got, strict=True)
+                if not mine
+            ]
+            if others:
+                fetch += await self._await_others(query, hosts, others, timeout)
+                fetch.sort(key=lambda item: item[0].day)
+            await asyncio.gather(
+                *(self._fetch_run(query, hosts, part, timeout) for part in _adjacent(fetch))
+            )
+        except Exception as exc:  # the store failed: the waiters must still hear
+            logger.warning("fetch coordination failed: %s", exc)
+            for _, future in run:
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable("cache store failure"))
+        finally:
+            for need, future in run:
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable("the fetch was abandoned"))
+                flight_key = (need.key, need.stamp)
+                if self._flights.futures.get(flight_key) is future:
+                    del self._flights.futures[flight_key]
+            if held:
+                with contextlib.suppress(Exception):
+                    await self._store.release(held, token)
+
+    async def _await_others(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        others: list[tuple[tuple[_Need, asyncio.Future[Bucket]], str]],
+        timeout: float | None,
+    ) -> list[tuple[_Need, asyncio.Future[Bucket]]]:
+        """Wait for another replica's fetch; return what it did not deliver.
+
+        Polls with backoff (no pub/sub to lose messages): a bucket with our
+        stamp ends the wait for its day, a lease that vanished without one
+        (its holder failed) or the deadline ends it for the rest.
+        """
+        loop = asyncio.get_running_loop()
+        bound = self._lease_ttl if timeout is None else min(timeout, self._lease_ttl)
+        deadline = loop.time() + bound
+        delay = 0.005
+        pending = others
+        while pending and loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            # A lease holds a random integer token, so it reads like a version.
+            buckets, holders = await self._store.read(
+                [need.key for (need, _), _ in pending], [lease for _, lease in pending]
+            )
+            now = self._clock()
+            still, gone = [], []
+            for ((need, future), lease), bucket, holder in zip(
+                pending, buckets, holders, strict=True
+            ):
+                if bucket is not None and bucket.stamp == need.stamp and now < bucket.expires_at:
+                    future.set_result(bucket)
+                elif holder is None:
+                    gone.append((need, future))
+                else:
+                    still.append(((need, future), lease))
+            if gone:
+                return gone + [item for item, _ in still]
+            pending = still
+        return [item for item, _ in pending]
+
     async def _fetch_run(
         self,
         query: SlotsQuery,
@@ -403,45 +510,39 @@ class SlotCache:
         first, last = run[0][0].day, run[-1][0].day
         started = self._clock()
         try:
-            try:
-                fetched = await self._upstream.fetch_slots(
-                    query.event_type_id,
-                    first,
-                    last,
-                    duration_minutes=query.duration_minutes,
-                    timeout=timeout,
-                )
-            except UpstreamError as exc:
-                for _, future in run:
-                    future.set_exception(exc)
-                return
-            except asyncio.CancelledError:
-                for _, future in run:
-                    future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
-                raise
-            except Exception as exc:  # an adapter bug must not hang every waiter
-                logger.exception("upstream adapter failed")
-                for _, future in run:
-                    future.set_exception(UpstreamUnavailable(f"upstream adapter failed: {exc}"))
-                return
-            entries: list[tuple[str, Bucket, float]] = []
-            for need, _ in run:
-                slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
-                ttl = self._ttl.ttl(need.day, len(slots), started)
-                bucket = Bucket(started, started + ttl, need.stamp, slots)
-                entries.append((need.key, bucket, ttl + self._max_stale))
-            try:
-                await self._store.write(await self._still_current(query, hosts, run, entries))
-            except Exception:
-                # The answer is still right; only the next reader pays a fetch again.
-                logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
-            for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
-                future.set_result(bucket)
-        finally:
-            for need, future in run:
-                flight_key = (need.key, need.stamp)
-                if self._flights.futures.get(flight_key) is future:
-                    del self._flights.futures[flight_key]
+            fetched = await self._upstream.fetch_slots(
+                query.event_type_id,
+                first,
+                last,
+                duration_minutes=query.duration_minutes,
+                timeout=timeout,
+            )
+        except UpstreamError as exc:
+            for _, future in run:
+                future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for _, future in run:
+                future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
+            raise
+        except Exception as exc:  # an adapter bug must not hang every waiter
+            logger.exception("upstream adapter failed")
+            for _, future in run:
+                future.set_exception(UpstreamUnavailable(f"upstream adapter failed: {exc}"))
+            return
+        entries: list[tuple[str, Bucket, float]] = []
+        for need, _ in run:
+            slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
+            ttl = self._ttl.ttl(need.day, len(slots), started)
+            bucket = Bucket(started, started + ttl, need.stamp, slots)
+            entries.append((need.key, bucket, ttl + self._max_stale))
+        try:
+            await self._store.write(await self._still_current(query, hosts, run, entries))
+        except Exception:
+            # The answer is still right; only the next reader pays a fetch again.
+            logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+        for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
+            future.set_result(bucket)
 
     async def _still_current(
         self,
@@ -463,6 +564,19 @@ class SlotCache:
         return [
             entry for entry, stamp in zip(entries, stamps, strict=True) if entry[1].stamp == stamp
         ]
+
+
+def _adjacent(
+    items: list[tuple[_Need, asyncio.Future[Bucket]]],
+) -> list[list[tuple[_Need, asyncio.Future[Bucket]]]]:
+    """Split ascending days into runs of consecutive days (one upstream call each)."""
+    runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
+    for item in items:
+        if runs and (item[0].day - runs[-1][-1][0].day).days == 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:

@@ -19,7 +19,9 @@ from availability.server import run
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
+)
 
 _EXIT_CONFIG = 2
 
@@ -46,6 +48,10 @@ def serve(
     ] = None,
     cache_url: Annotated[
         str | None, typer.Option(help="cache store URL [AVAILABILITY_CACHE_URL]")
+    ] = None,
+    calcom_rate_limit: Annotated[
+        int | None,
+        typer.Option(help="Cal.com calls/minute for the cluster [AVAILABILITY_CALCOM_RATE_LIMIT]"),
     ] = None,
     ttl_empty: Annotated[
         float | None, typer.Option(help="TTL of a day with no slots, s [AVAILABILITY_TTL_EMPTY]")
@@ -77,6 +83,7 @@ def serve(
             "calcom_url": calcom_url,
             "calcom_api_key": calcom_api_key,
             "cache_url": cache_url,
+            "calcom_rate_limit": calcom_rate_limit,
             "ttl_empty": ttl_empty,
             "ttl_near": ttl_near,
             "ttl_far": ttl_far,

@@ -28,7 +28,13 @@ class Settings(BaseSettings):
     """Cal.com API base, e.g. https://api.cal.com. Unset: start the built-in sandbox."""
     calcom_api_key: SecretStr | None = None
     cache_url: str = "memory://"
-    """Where buckets and versions live. memory:// is one process's memory."""
+    """Where buckets and versions live: memory:// (this process) or redis[s]://... (shared)."""
+    cache_prefix: str = Field(default="av1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    """Prefix of every Redis key, so services can share a Redis."""
+    local_cache_buckets: Annotated[int, Field(ge=0)] = 10_000
+    """Bound on the in-process tier in front of Redis (buckets, LRU)."""
+    calcom_rate_limit: Annotated[int, Field(ge=1)] = 120
+    """Cal.com calls per minute for the whole cluster (Cal.com allows 120 per API key)."""
 
     ttl_empty: Seconds = 30.0
     ttl_near: Seconds = 60.0
@@ -68,9 +74,13 @@ class Settings(BaseSettings):
     @field_validator("cache_url")
     @classmethod
     def _check_cache_url(cls, value: str) -> str:
-        if urlsplit(value).scheme != "memory":
-            raise ValueError(f"unsupported cache URL {value!r}; supported: memory://")
-        return value
+        parts = urlsplit(value)
+        if parts.scheme == "memory":
+            return value
+        if parts.scheme in ("redis", "rediss") and parts.hostname:
+            return value
+        # Never echo the URL: it may carry a password.
+        raise ValueError("expected memory:// or redis[s]://[user:password@]host[:port][/db]")
 
     @field_validator("log_level")
     @classmethod

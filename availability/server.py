@@ -19,13 +19,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from availability.budget import BudgetedUpstream
 from availability.cache import SlotCache
+from availability.cache_backend import open_cache_backend
 from availability.calcom import CalcomUpstream
 from availability.clock import Clock, system_clock
 from availability.config import Settings
+from availability.keys import KeySchema
 from availability.sandbox import serve_sandbox
 from availability.service import AvailabilityService
-from availability.store import memory_store
 from availability.ttl import TieredTtl
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
@@ -85,12 +87,21 @@ async def open_service(
             default_timeout=settings.upstream_timeout,
         )
         stack.push_async_callback(upstream.aclose)
-        store = memory_store()
-        stack.push_async_callback(store.close)
+        backend = await stack.enter_async_context(
+            open_cache_backend(
+                settings.cache_url,
+                clock=clock,
+                rate_limit=settings.calcom_rate_limit,
+                prefix=settings.cache_prefix,
+                max_local_buckets=settings.local_cache_buckets,
+            )
+        )
         cache = SlotCache(
-            upstream,
-            store,
+            BudgetedUpstream(upstream, backend.budget),
+            backend.store,
             clock=clock,
+            keys=KeySchema(settings.cache_prefix),
+            lease_ttl=settings.upstream_timeout,
             ttl=TieredTtl(
                 empty=settings.ttl_empty,
                 near=settings.ttl_near,

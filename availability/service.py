@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from availability.budget import BudgetExhausted
 from availability.cache import SlotCache, SlotsAnswer, Source
 from availability.upstream import (
     EventTypeNotFound,
@@ -37,7 +38,9 @@ _SOURCES = {
     Source.STALE: pb.Freshness.SOURCE_STALE,
 }
 
+# First match wins: BudgetExhausted is a kind of UpstreamUnavailable.
 _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
+    BudgetExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UpstreamRejected: grpc.StatusCode.INVALID_ARGUMENT,
     EventTypeNotFound: grpc.StatusCode.NOT_FOUND,
     UpstreamAuthError: grpc.StatusCode.FAILED_PRECONDITION,

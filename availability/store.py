@@ -13,19 +13,28 @@ versions can only invalidate buckets, never make an old one valid again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from aiocache import SimpleMemoryCache
 
 from availability.buckets import Bucket
 
-__all__ = ["AiocacheStore", "CacheStore", "memory_store"]
+__all__ = ["AiocacheStore", "CacheStore", "Usable", "memory_store"]
+
+Usable = Callable[[int, Bucket, Sequence[int | None]], bool]
+"""Whether bucket number ``i`` may be served given the versions just read.
+
+A store with a local tier uses it to decide when its local copy is outdated
+and the shared copy must be read instead."""
 
 
 class CacheStore(Protocol):
     async def read(
-        self, bucket_keys: Sequence[str], version_keys: Sequence[str]
+        self,
+        bucket_keys: Sequence[str],
+        version_keys: Sequence[str],
+        usable: Usable | None = None,
     ) -> tuple[list[Bucket | None], list[int | None]]:
         """Buckets (None where absent) and versions (None where absent)."""
         ...
@@ -50,6 +59,12 @@ class CacheStore(Protocol):
         """Store a JSON-safe record; the caller never mutates it afterwards."""
         ...
 
+    async def lease(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        """Try to become the one fetcher of each key for ``ttl`` seconds (cluster-wide)."""
+        ...
+
+    async def release(self, keys: Sequence[str], token: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -67,7 +82,10 @@ class AiocacheStore:
         self._serialize = serialize
 
     async def read(
-        self, bucket_keys: Sequence[str], version_keys: Sequence[str]
+        self,
+        bucket_keys: Sequence[str],
+        version_keys: Sequence[str],
+        usable: Usable | None = None,
     ) -> tuple[list[Bucket | None], list[int | None]]:
         values = await self._cache.multi_get([*bucket_keys, *version_keys])
         split = len(bucket_keys)
@@ -100,6 +118,13 @@ class AiocacheStore:
 
     async def write_record(self, key: str, record: Any, ttl: float) -> None:
         await self._cache.set(key, record, ttl=ttl)
+
+    async def lease(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        # One process: the in-process single-flight already makes it the only fetcher.
+        return [True] * len(keys)
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        return None
 
     async def close(self) -> None:
         await self._cache.close()
