@@ -157,4 +157,5 @@ class RedisStore:
         return bool(await self._client.ping())
 
     async def close(self) -> None:
-        await self._cache.close()
+        # Not self._cache.close(): aiocache 0.12 calls redis-py's deprecated close().
+        await self._client.aclose()
