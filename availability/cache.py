@@ -429,7 +429,12 @@ class SlotCache:
         leases = [self._keys.lease(query.event_type_id, need.key, need.stamp) for need, _ in run]
         held: list[str] = []
         try:
-            got = await self._store.lease(leases, token, self._lease_ttl)
+            # A FRESH read must not take another replica's answer: it may predate the read.
+            got = (
+                [True] * len(run)
+                if query.fresh
+                else await self._store.lease(leases, token, self._lease_ttl)
+            )
             held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
             fetch = [item for item, mine in zip(run, got, strict=True) if mine]
             others = [
