@@ -1,6 +1,8 @@
 """A hypothesis state machine: random bookings, cancellations, reschedules,
 invalidations, reads (cached and FRESH) and clock advances, driving the real
-cache core against the sandbox over loopback HTTP on one virtual clock.
+cache core against the sandbox over loopback HTTP on one virtual clock; once
+in one process's memory, once as two replicas sharing a real Redis (reads and
+invalidations land on either).
 
 Invariants checked on every read:
 
@@ -37,6 +39,7 @@ from hypothesis.stateful import (
 from availability.cache import InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.calcom import CalcomUpstream
 from availability.clock import ManualClock
+from availability.redis_store import RedisStore
 from availability.sandbox import (
     RunningSandbox,
     SandboxCalendar,
@@ -45,9 +48,11 @@ from availability.sandbox import (
     serve_sandbox,
 )
 from availability.slots import Slot
-from availability.store import memory_store
+from availability.store import CacheStore, memory_store
+from availability.tiered_store import TieredStore
 from availability.ttl import TieredTtl
 from tests.conftest import NOW
+from tests.redis_db import flushed_url
 
 T = TypeVar("T")
 
@@ -57,6 +62,7 @@ EVENT_TYPES = [1001, 1002, 1005, 1004]
 HOSTS = {1001: {1}, 1002: {1}, 1005: {1, 2}, 1004: {2}}
 TTL = TieredTtl()
 HORIZON_DAYS = 2  # reads stay within the near tier
+REDIS_DB = 9
 
 
 @dataclass
@@ -101,29 +107,58 @@ def world() -> Iterator[World]:
 
 class CacheModel(RuleBasedStateMachine):
     world: World
+    redis_url: str | None = None
+    """Set: two replicas, each a SlotCache over its own TieredStore, sharing this Redis."""
     made = Bundle("made")
 
     @initialize()
     def fresh_world(self) -> None:
         self.clock = ManualClock(NOW.timestamp())
         self.world.sandbox.sandbox.calendar = default_calendar(self.clock)
-        self.cache = SlotCache(self.world.upstream, memory_store(), clock=self.clock, ttl=TTL)
+        self.stores: list[CacheStore] = []
+        if self.redis_url is None:
+            self.stores.append(memory_store())
+        else:
+            flushed_url(REDIS_DB)
+            for _ in range(2):
+                shared = RedisStore.from_url(self.redis_url)
+                self.stores.append(TieredStore(shared, clock=self.clock))
+        self.caches = [
+            SlotCache(self.world.upstream, store, clock=self.clock, ttl=TTL)
+            for store in self.stores
+        ]
         # Changes that were not reported, per host: until when they may still be served.
         self.unreported_until: dict[int, float] = {}
         # Reported bookings still active: (hosts, start, end).
         self.reported: dict[str, tuple[set[int], int, int]] = {}
+
+    def teardown(self) -> None:
+        for store in getattr(self, "stores", []):
+            self.world.run(store.close())
+
+    def cache(self, replica: int) -> SlotCache:
+        return self.caches[replica % len(self.caches)]
 
     @property
     def calendar(self) -> SandboxCalendar:
         return self.world.sandbox.calendar
 
     def _note_change(
-        self, event_type_id: int, reported: bool, uid: str, start: int, end: int, active: bool
+        self,
+        event_type_id: int,
+        reported: bool,
+        uid: str,
+        start: int,
+        end: int,
+        active: bool,
+        replica: int = 0,
     ) -> None:
         hosts = HOSTS[event_type_id]
         if reported:
             self.world.run(
-                self.cache.invalidate(InvalidationScope(event_type_id, start=start, end=end))
+                self.cache(replica).invalidate(
+                    InvalidationScope(event_type_id, start=start, end=end)
+                )
             )
             if active:
                 self.reported[uid] = (hosts, start, end)
@@ -144,15 +179,20 @@ class CacheModel(RuleBasedStateMachine):
         day=st.integers(0, HORIZON_DAYS - 1),
         pick=st.integers(0, 40),
         reported=st.booleans(),
+        replica=st.integers(0, 1),
     )
-    def book(self, event_type_id: int, day: int, pick: int, reported: bool) -> Made | None:
+    def book(
+        self, event_type_id: int, day: int, pick: int, reported: bool, replica: int
+    ) -> Made | None:
         lo = int(self.clock()) + day * 86_400
         offered = self._truth(event_type_id, lo, lo + 86_400)
         if not offered:
             return None
         slot = offered[pick % len(offered)]
         booking = self.calendar.book(event_type_id, slot.start)
-        self._note_change(event_type_id, reported, booking.uid, booking.start, booking.end, True)
+        self._note_change(
+            event_type_id, reported, booking.uid, booking.start, booking.end, True, replica
+        )
         return Made(booking.uid, event_type_id, booking.start, booking.end)
 
     @rule(made=consumes(made), reported=st.booleans())
@@ -174,15 +214,17 @@ class CacheModel(RuleBasedStateMachine):
         self._note_change(made.event_type_id, reported, made.uid, made.start, made.end, False)
         self._note_change(made.event_type_id, reported, moved.uid, moved.start, moved.end, True)
 
-    @rule(event_type_id=st.sampled_from(EVENT_TYPES), whole=st.booleans())
-    def spurious_invalidation(self, event_type_id: int, whole: bool) -> None:
+    @rule(
+        event_type_id=st.sampled_from(EVENT_TYPES), whole=st.booleans(), replica=st.integers(0, 1)
+    )
+    def spurious_invalidation(self, event_type_id: int, whole: bool, replica: int) -> None:
         now = int(self.clock())
         scope = (
             InvalidationScope(event_type_id)
             if whole
             else InvalidationScope(event_type_id, start=now, end=now + 86_400)
         )
-        self.world.run(self.cache.invalidate(scope))
+        self.world.run(self.cache(replica).invalidate(scope))
 
     @rule(seconds=st.sampled_from([1, 5, 10, 29, 30, 31, 59, 60, 61, 301]))
     def advance(self, seconds: int) -> None:
@@ -194,13 +236,22 @@ class CacheModel(RuleBasedStateMachine):
         days=st.integers(1, HORIZON_DAYS),
         offset_hours=st.sampled_from([0, 7, 13]),
         fresh=st.booleans(),
+        replica=st.integers(0, 1),
     )
-    def read(self, event_type_id: int, day: int, days: int, offset_hours: int, fresh: bool) -> None:
+    def read(
+        self,
+        event_type_id: int,
+        day: int,
+        days: int,
+        offset_hours: int,
+        fresh: bool,
+        replica: int = 0,
+    ) -> None:
         start = NOW + timedelta(days=day, hours=offset_hours)
         lo, hi = int(start.timestamp()), int((start + timedelta(days=days)).timestamp())
         began = self.clock()
         answer = self.world.run(
-            self.cache.get_slots(SlotsQuery(event_type_id, lo, hi, fresh=fresh))
+            self.cache(replica).get_slots(SlotsQuery(event_type_id, lo, hi, fresh=fresh))
         )
         got = [slot for day_ in answer.days for slot in day_.slots]
         truth = self._truth(event_type_id, max(lo, int(began)), hi)
@@ -221,23 +272,29 @@ class CacheModel(RuleBasedStateMachine):
         if answer.freshness.source is Source.CACHE:
             assert answer.freshness.age < TTL.near
 
-    @rule(event_type_id=st.sampled_from(EVENT_TYPES))
-    def read_everything(self, event_type_id: int) -> None:
-        self.read(event_type_id, day=0, days=HORIZON_DAYS, offset_hours=0, fresh=False)
+    @rule(event_type_id=st.sampled_from(EVENT_TYPES), replica=st.integers(0, 1))
+    def read_everything(self, event_type_id: int, replica: int) -> None:
+        self.read(event_type_id, 0, HORIZON_DAYS, 0, False, replica)
 
     @invariant()
     def nothing_in_flight(self) -> None:
-        assert not self.cache._flights.futures
+        for cache in self.caches:
+            assert not cache._flights.futures
 
 
-def test_cache_never_serves_a_reported_booking(world: World) -> None:
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_cache_never_serves_a_reported_booking(world: World, store: str) -> None:
     CacheModel.world = world
-    run_state_machine_as_test(
-        CacheModel,
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    CacheModel.redis_url = None if store == "memory" else flushed_url(REDIS_DB)
+    try:
+        run_state_machine_as_test(
+            CacheModel,
+            settings=settings(
+                max_examples=60,
+                stateful_step_count=40,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        flushed_url(REDIS_DB)
