@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from availability.slots import Seats, Slot
@@ -30,13 +30,19 @@ class Bucket:
     slots: tuple[Slot, ...]
     """Ascending by start."""
 
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """Per-bucket work a transport does once and reuses on every hit (e.g. encoded
+    slots). Keyed by the transport; never part of the bucket's value."""
+
+    def index_at(self, instant: float, lo: int = 0, hi: int | None = None) -> int:
+        """Index of the first slot (from ``lo``) starting at or after ``instant``."""
+        # A 1-tuple sorts before every Slot with the same start: bisect on starts alone.
+        return bisect_left(self.slots, (instant,), lo, len(self.slots) if hi is None else hi)
+
     def starting_in(self, lo: float, hi: float) -> Sequence[Slot]:
         """The slots whose start lies in ``[lo, hi)``."""
-        slots = self.slots
-        # A 1-tuple sorts before every Slot with the same start: bisect on starts alone.
-        first = bisect_left(slots, (lo,))
-        last = bisect_left(slots, (hi,), lo=first)
-        return slots[first:last]
+        first = self.index_at(lo)
+        return self.slots[first : self.index_at(hi, first)]
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-safe data, for stores that serialise (never pickle)."""

@@ -28,19 +28,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from datetime import date, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from availability.buckets import Bucket
 from availability.clock import Clock
 from availability.event_types import EventTypeDirectory
 from availability.keys import KeySchema
-from availability.local_days import LocalDay, group_by_local_date, utc_days
-from availability.slots import Slot
+from availability.local_days import LocalDay, SlotRun, group_by_local_date, utc_days
 from availability.store import CacheStore, Usable
 from availability.ttl import TieredTtl
 from availability.upstream import (
@@ -144,7 +144,7 @@ class _Versions:
     group and its own group; versions only grow, so any bump changes it.
     """
 
-    keys: list[str]
+    keys: tuple[str, ...]
     head: int
     per_day: int
 
@@ -223,14 +223,15 @@ class SlotCache:
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
         used = await self._buckets_for(query, days, timeout)
-        slots: list[Slot] = []
+        runs = []
         for entry in used:
-            slots.extend(entry.bucket.starting_in(lo, query.end))
+            first = entry.bucket.index_at(lo)
+            runs.append(SlotRun(entry.bucket, first, entry.bucket.index_at(query.end, first)))
         oldest = min(used, key=lambda u: u.bucket.fetched_at)
         source = Source.STALE if any(u.source is Source.STALE for u in used) else oldest.source
         fetched_at = oldest.bucket.fetched_at
         freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
-        return SlotsAnswer(group_by_local_date(slots, query.time_zone), freshness)
+        return SlotsAnswer(group_by_local_date(runs, query.time_zone), freshness)
 
     async def invalidate(
         self, scope: InvalidationScope, *, timeout: float | None = None
@@ -287,8 +288,9 @@ class SlotCache:
         lo = max(start, self._clock() - _DAY)
         if lo >= end:
             return []
-        days = utc_days(lo, end)
-        return None if len(days) > self._max_invalidation_days else days
+        if end - lo > self._max_invalidation_days * _DAY:
+            return None  # checked before listing days: a range may reach year 9999
+        return utc_days(lo, end)
 
     async def _bump(self, keys: Sequence[str]) -> None:
         if keys:
@@ -309,7 +311,7 @@ class SlotCache:
         et, duration = query.event_type_id, query.duration_minutes
         hosts = await self._directory.hosts(et, timeout=timeout)
         layout = self._versions(et, hosts, days)
-        bucket_keys = [self._keys.bucket(et, duration, day) for day in days]
+        bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
         now = self._clock()
         buckets, versions = await self._store.read(
             [] if query.fresh else bucket_keys, layout.keys, layout.usable_at(now)
@@ -346,15 +348,7 @@ class SlotCache:
     def _versions(
         self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
     ) -> _Versions:
-        keys = [
-            self._keys.everything_version(),
-            self._keys.event_type_version(event_type_id),
-            *(self._keys.host_version(h) for h in hosts),
-        ]
-        for day in days:
-            keys.append(self._keys.day_version(event_type_id, day))
-            keys.extend(self._keys.host_day_version(h, day) for h in hosts)
-        return _Versions(keys, head=2 + len(hosts), per_day=1 + len(hosts))
+        return _version_layout(self._keys, event_type_id, tuple(hosts), days[0], len(days))
 
     async def _complete(self, keys: Sequence[str], versions: Sequence[int | None]) -> list[int]:
         if all(v is not None for v in versions):
@@ -569,6 +563,31 @@ class SlotCache:
         return [
             entry for entry, stamp in zip(entries, stamps, strict=True) if entry[1].stamp == stamp
         ]
+
+
+# Hot ranges repeat: their keys are built once, not on every read.
+@functools.lru_cache(maxsize=4096)
+def _version_layout(
+    keys: KeySchema, event_type_id: int, hosts: tuple[int, ...], first: date, count: int
+) -> _Versions:
+    names = [
+        keys.everything_version(),
+        keys.event_type_version(event_type_id),
+        *(keys.host_version(h) for h in hosts),
+    ]
+    for day in (first + timedelta(days=i) for i in range(count)):
+        names.append(keys.day_version(event_type_id, day))
+        names.extend(keys.host_day_version(h, day) for h in hosts)
+    return _Versions(tuple(names), head=2 + len(hosts), per_day=1 + len(hosts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_keys(
+    keys: KeySchema, event_type_id: int, duration: int, first: date, count: int
+) -> tuple[str, ...]:
+    return tuple(
+        keys.bucket(event_type_id, duration, first + timedelta(days=i)) for i in range(count)
+    )
 
 
 def _adjacent(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -74,6 +75,51 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [AVAILABILITY_LOG_LEVEL]")
     ] = None,
+    http_addr: Annotated[
+        str | None,
+        typer.Option(help="host:port for the webhook and probes [AVAILABILITY_HTTP_ADDR]"),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(help="Cal.com webhook secret; prefer the env [AVAILABILITY_WEBHOOK_SECRET]"),
+    ] = None,
+    webhook_max_body: Annotated[
+        int | None,
+        typer.Option(help="largest webhook body, bytes [AVAILABILITY_WEBHOOK_MAX_BODY]"),
+    ] = None,
+    api_tokens: Annotated[
+        str | None,
+        typer.Option(help="token:role,...; prefer the env var or a file [AVAILABILITY_API_TOKENS]"),
+    ] = None,
+    api_tokens_file: Annotated[
+        Path | None,
+        typer.Option(help="file of token:role lines [AVAILABILITY_API_TOKENS_FILE]"),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="serve non-loopback addresses without API tokens [AVAILABILITY_INSECURE]",
+        ),
+    ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain for gRPC [AVAILABILITY_TLS_CERT]")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key for gRPC [AVAILABILITY_TLS_KEY]")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA; require client certificates [AVAILABILITY_TLS_CLIENT_CA]"),
+    ] = None,
+    max_message_bytes: Annotated[
+        int | None,
+        typer.Option(help="largest gRPC request, bytes [AVAILABILITY_MAX_MESSAGE_BYTES]"),
+    ] = None,
+    max_concurrent_rpcs: Annotated[
+        int | None,
+        typer.Option(help="RPCs served at once [AVAILABILITY_MAX_CONCURRENT_RPCS]"),
+    ] = None,
 ) -> None:
     """Serve GetSlots and InvalidateSlots over gRPC."""
     overrides: dict[str, Any] = {
@@ -90,6 +136,17 @@ def serve(
             "max_stale": max_stale,
             "max_range_days": max_range_days,
             "log_level": log_level,
+            "http_addr": http_addr,
+            "webhook_secret": webhook_secret,
+            "webhook_max_body": webhook_max_body,
+            "api_tokens": api_tokens,
+            "api_tokens_file": api_tokens_file,
+            "insecure": insecure or None,  # absent: the env var decides
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "tls_client_ca": tls_client_ca,
+            "max_message_bytes": max_message_bytes,
+            "max_concurrent_rpcs": max_concurrent_rpcs,
         }.items()
         if value is not None
     }
@@ -98,7 +155,8 @@ def serve(
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "configuration"
-        typer.echo(f"availability: invalid {field}: {error['msg']}", err=True)
+        message = error["msg"].removeprefix("Value error, ")
+        typer.echo(f"availability: invalid {field}: {message}", err=True)
         raise typer.Exit(_EXIT_CONFIG) from None
     logging.basicConfig(
         level=settings.log_level,

@@ -6,11 +6,16 @@ in-memory cache and, with no Cal.com URL, the built-in sandbox upstream.
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from availability.auth import load_api_tokens
+from availability.tls import TlsFiles
 
 __all__ = ["Settings"]
 
@@ -19,7 +24,11 @@ Seconds = Annotated[float, Field(gt=0)]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="AVAILABILITY_", extra="forbid", validate_default=True
+        env_prefix="AVAILABILITY_",
+        extra="forbid",
+        validate_default=True,
+        # A rejected value may be a secret (a token, an API key): errors never echo it.
+        hide_input_in_errors=True,
     )
 
     grpc_addr: str = "127.0.0.1:50051"
@@ -53,7 +62,32 @@ class Settings(BaseSettings):
     sandbox_latency_max: Annotated[float, Field(ge=0)] = 0.8
     log_level: str = "INFO"
 
-    @field_validator("grpc_addr")
+    # -- exposure: who may call, and how much ------------------------------------
+    http_addr: str = "127.0.0.1:8080"
+    """host:port of the HTTP port (Cal.com webhook, /healthz, /readyz); port 0 picks a free one."""
+    webhook_secret: SecretStr | None = None
+    """The secret entered on Cal.com's webhook. Unset: the webhook answers 503."""
+    webhook_max_body: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2**20
+    """Largest webhook body accepted, bytes; larger ones get 413 unread."""
+    api_tokens: SecretStr | None = None
+    """Comma-separated ``token:role`` pairs; roles ``reader`` (GetSlots), ``writer`` (also
+    InvalidateSlots). None here or in ``api_tokens_file``: every caller may do anything, so
+    only loopback addresses are served unless ``insecure``."""
+    api_tokens_file: Path | None = None
+    """One ``token:role`` a line, ``#`` comment lines; adds to ``api_tokens``."""
+    insecure: bool = False
+    """Serve a non-loopback address without API tokens."""
+    tls_cert: Path | None = None
+    """PEM certificate chain for the gRPC port; with ``tls_key`` the port speaks only TLS."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """PEM CA(s): when set, every gRPC client must present a certificate they signed (mTLS)."""
+    max_message_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 64 * 1024
+    """Largest gRPC request message; larger ones get RESOURCE_EXHAUSTED."""
+    max_concurrent_rpcs: Annotated[int, Field(ge=1)] = 1000
+    """RPCs served at once; more get RESOURCE_EXHAUSTED at once instead of queueing."""
+
+    @field_validator("grpc_addr", "http_addr")
     @classmethod
     def _check_addr(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
@@ -95,3 +129,59 @@ class Settings(BaseSettings):
         if self.sandbox_latency_min > self.sandbox_latency_max:
             raise ValueError("sandbox_latency_min must not exceed sandbox_latency_max")
         return self
+
+    @field_validator("webhook_secret", "api_tokens")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("api_tokens_file", "tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("api_tokens_file", "tls_cert", "tls_key", "tls_client_ca")
+    @classmethod
+    def _check_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                with value.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"cannot read {str(value)!r}: {exc.strerror}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:
+                TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca).check()
+            except ValueError as exc:
+                raise ValueError(f"tls: {exc}") from None
+        api_tokens = None if self.api_tokens is None else self.api_tokens.get_secret_value()
+        tokens = load_api_tokens(api_tokens, self.api_tokens_file)
+        if not len(tokens) and not self.insecure:
+            for name, addr in (("grpc_addr", self.grpc_addr), ("http_addr", self.http_addr)):
+                if not _is_loopback(addr):
+                    raise ValueError(
+                        f"{name} {addr} is reachable from other machines, but no API tokens "
+                        "are configured: set AVAILABILITY_API_TOKENS or "
+                        "AVAILABILITY_API_TOKENS_FILE (or --insecure to serve it open)"
+                    )
+        return self
+
+
+def _is_loopback(addr: str) -> bool:
+    host = addr.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

@@ -15,18 +15,43 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from availability.buckets import Bucket
 from availability.slots import Slot
 
-__all__ = ["LocalDay", "group_by_local_date", "utc_day", "utc_day_start", "utc_days"]
+__all__ = [
+    "LocalDay",
+    "SlotRun",
+    "group_by_local_date",
+    "utc_day",
+    "utc_day_start",
+    "utc_days",
+]
 
 _ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRun:
+    """Slots ``first`` to ``last`` (exclusive) of a cached bucket, shared, not copied."""
+
+    bucket: Bucket
+    first: int
+    last: int
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return self.bucket.slots[self.first : self.last]
 
 
 @dataclass(frozen=True, slots=True)
 class LocalDay:
     date: str
     """YYYY-MM-DD in the caller's time zone."""
-    slots: tuple[Slot, ...]
+    runs: tuple[SlotRun, ...]
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return tuple(slot for run in self.runs for slot in run.slots)
 
 
 def utc_day(instant: float) -> date:
@@ -49,20 +74,29 @@ def _next_local_midnight(day: date, zone: tzinfo) -> float:
     return datetime.combine(day + _ONE_DAY, time(), zone).timestamp()
 
 
-def group_by_local_date(slots: Iterable[Slot], zone: tzinfo) -> list[LocalDay]:
-    """Group ascending ``slots`` by the local date of their start in ``zone``."""
+def group_by_local_date(runs: Iterable[SlotRun], zone: tzinfo) -> list[LocalDay]:
+    """Regroup ascending ``runs`` of slots by the local date of each slot's start.
+
+    Works on bucket slices: each run is split only where a local midnight
+    falls inside it (found by bisection), so no slot is touched one by one.
+    """
     days: list[LocalDay] = []
-    current: list[Slot] = []
-    current_date: date | None = None
+    parts: list[SlotRun] = []
+    current: date | None = None
     boundary = -math.inf
-    for slot in slots:
-        if slot.start >= boundary:
-            if current_date is not None:
-                days.append(LocalDay(current_date.isoformat(), tuple(current)))
-            current_date = datetime.fromtimestamp(slot.start, zone).date()
-            boundary = _next_local_midnight(current_date, zone)
-            current = []
-        current.append(slot)
-    if current_date is not None:
-        days.append(LocalDay(current_date.isoformat(), tuple(current)))
+    for run in runs:
+        bucket, i, last = run.bucket, run.first, run.last
+        while i < last:
+            start = bucket.slots[i].start
+            if start >= boundary:
+                if current is not None:
+                    days.append(LocalDay(current.isoformat(), tuple(parts)))
+                current = datetime.fromtimestamp(start, zone).date()
+                boundary = _next_local_midnight(current, zone)
+                parts = []
+            j = bucket.index_at(boundary, i, last)
+            parts.append(SlotRun(bucket, i, j))
+            i = j
+    if current is not None:
+        days.append(LocalDay(current.isoformat(), tuple(parts)))
     return days

@@ -1,9 +1,12 @@
-"""Assemble and run the service: upstream, cache, gRPC server, health, reflection.
+"""Assemble and run the service: upstream, cache, gRPC server, health, reflection,
+and the HTTP port (Cal.com webhook, liveness and readiness probes).
 
-Lifecycle: health reports SERVING for "" and the service name once the port
-is bound; SIGTERM/SIGINT flips it to NOT_SERVING (load balancers stop
-sending), in-flight RPCs get ``shutdown_grace`` seconds to finish, then the
-process exits 0.
+Lifecycle: the HTTP port opens first (readiness says 503), then the gRPC
+port; health reports SERVING for "" and the service name once it is bound.
+SIGTERM/SIGINT flips health and readiness to NOT_SERVING (load balancers
+stop sending), in-flight RPCs get ``shutdown_grace`` seconds to finish, the
+HTTP port closes last (webhooks keep invalidating while gRPC drains), then
+the process exits 0.
 """
 
 from __future__ import annotations
@@ -19,18 +22,23 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from availability.auth import AuthInterceptor, load_api_tokens
 from availability.budget import BudgetedUpstream
 from availability.cache import SlotCache
 from availability.cache_backend import open_cache_backend
 from availability.calcom import CalcomUpstream
 from availability.clock import Clock, system_clock
 from availability.config import Settings
+from availability.decoding import MalformedRequestInterceptor
+from availability.http_app import WEBHOOK_PATH, http_app
+from availability.http_server import serve_asgi
 from availability.keys import KeySchema
 from availability.sandbox import serve_sandbox
-from availability.service import AvailabilityService
+from availability.service import AvailabilityService, rpc_handlers
+from availability.tls import TlsFiles, server_credentials
 from availability.ttl import TieredTtl
 from availability.v1 import availability_pb2 as pb
-from availability.v1 import availability_pb2_grpc as pb_grpc
+from availability.webhooks import CalcomWebhooks
 
 __all__ = ["RunningService", "open_service", "run"]
 
@@ -47,10 +55,16 @@ class RunningService:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     calcom_url: str
+    http_port: int
+    """The bound HTTP port (webhook and probes)."""
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """Report NOT_SERVING for ``drain`` seconds (balancers move away while
@@ -112,30 +126,116 @@ async def open_service(
         )
         stack.push_async_callback(cache.close)
 
-        server = grpc.aio.server()
-        pb_grpc.add_AvailabilityServiceServicer_to_server(
+        server = grpc.aio.server(
+            interceptors=_interceptors(settings),
+            options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        handlers = rpc_handlers(
             AvailabilityService(
                 cache,
                 max_range_days=settings.max_range_days,
                 upstream_timeout=settings.upstream_timeout,
-            ),
-            server,
+            )
         )
-        health_servicer = health.aio.HealthServicer()
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
+        )
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+        health_servicer = _Health()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(settings.grpc_addr)
+        http = await stack.enter_async_context(_serve_http(settings, cache, health_servicer))
+        tls = _tls(settings)
+        if tls is None:
+            port = server.add_insecure_port(settings.grpc_addr)
+        else:
+            port = server.add_secure_port(settings.grpc_addr, server_credentials(tls))
         await server.start()
-        running = RunningService(port, cache, server, health_servicer, calcom_url)
+        running = RunningService(port, cache, server, health_servicer, calcom_url, http)
         try:
             for name in ("", SERVICE_NAME):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-            logger.info("serving %s on %s", SERVICE_NAME, _bound(settings.grpc_addr, port))
+            logger.info(
+                "serving %s on %s%s",
+                SERVICE_NAME,
+                _bound(settings.grpc_addr, port),
+                "" if tls is None else " (mTLS)" if tls.client_ca else " (TLS)",
+            )
             yield running
         finally:
             await running.stop(settings.shutdown_grace, settings.shutdown_drain)
+
+
+class _Health(health.aio.HealthServicer):
+    """gRPC health, whose state also answers the HTTP readiness probe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._serving: set[str] = set()
+        self._closing = False
+
+    async def set(self, service: str, status: int) -> None:
+        await super().set(service, status)
+        if self._closing:
+            return  # the parent ignores changes after shutdown began, and so do we
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            self._serving.add(service)
+        else:
+            self._serving.discard(service)
+
+    async def enter_graceful_shutdown(self) -> None:
+        self._closing = True
+        self._serving.clear()
+        await super().enter_graceful_shutdown()
+
+    def serving(self, service: str = SERVICE_NAME) -> bool:
+        return service in self._serving
+
+
+def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    """Authentication first: an unauthenticated call is refused before its bytes are parsed."""
+    secret = settings.api_tokens
+    tokens = load_api_tokens(
+        None if secret is None else secret.get_secret_value(), settings.api_tokens_file
+    )
+    if not len(tokens):
+        logger.warning("no API tokens configured: any caller may call InvalidateSlots")
+        return [MalformedRequestInterceptor()]
+    logger.info("%d API token(s) configured: calls need 'authorization: Bearer'", len(tokens))
+    return [AuthInterceptor(tokens), MalformedRequestInterceptor()]
+
+
+def _tls(settings: Settings) -> TlsFiles | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+@contextlib.asynccontextmanager
+async def _serve_http(settings: Settings, cache: SlotCache, health: _Health) -> AsyncIterator[int]:
+    """Serve the webhook and the probes; yields the bound port."""
+    secret = settings.webhook_secret
+    webhooks = CalcomWebhooks(
+        cache,
+        secret=None if secret is None else secret.get_secret_value(),
+        max_body=settings.webhook_max_body,
+        timeout=settings.upstream_timeout,
+    )
+    host, _, port = settings.http_addr.rpartition(":")
+    async with serve_asgi(
+        http_app(webhooks, ready=health.serving), host.strip("[]"), int(port)
+    ) as http:
+        logger.info(
+            "HTTP (Cal.com webhook at %s, /healthz, /readyz) listening on %s",
+            WEBHOOK_PATH,
+            _bound(settings.http_addr, http.port),
+        )
+        if secret is None:
+            logger.warning("no webhook secret configured: %s answers 503", WEBHOOK_PATH)
+        yield http.port
 
 
 def _bound(addr: str, port: int) -> str:
@@ -158,6 +258,10 @@ async def run(settings: Settings) -> int:
     except RuntimeError as exc:
         # grpc raises RuntimeError when the port cannot be bound.
         logger.error("cannot serve on %s: %s", settings.grpc_addr, exc)
+        return 1
+    except OSError as exc:
+        # The HTTP port (bound first) is taken or not ours to bind.
+        logger.error("cannot serve HTTP on %s: %s", settings.http_addr, exc.strerror or exc)
         return 1
     logger.info("stopped")
     return 0

@@ -14,8 +14,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from availability.buckets import Bucket
 from availability.budget import BudgetExhausted
 from availability.cache import SlotCache, SlotsAnswer, Source
+from availability.slots import Slot
 from availability.upstream import (
     EventTypeNotFound,
     UpstreamAuthError,
@@ -24,10 +26,9 @@ from availability.upstream import (
     UpstreamUnavailable,
 )
 from availability.v1 import availability_pb2 as pb
-from availability.v1 import availability_pb2_grpc as pb_grpc
 from availability.validation import FieldViolation, invalidation_scope, slots_query
 
-__all__ = ["AvailabilityService"]
+__all__ = ["AvailabilityService", "rpc_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 }
 
 
-class AvailabilityService(pb_grpc.AvailabilityServiceServicer):
+class AvailabilityService:
     def __init__(self, cache: SlotCache, *, max_range_days: int, upstream_timeout: float) -> None:
         self._cache = cache
         self._max_range_days = max_range_days
@@ -58,7 +59,7 @@ class AvailabilityService(pb_grpc.AvailabilityServiceServicer):
         self,
         request: pb.GetSlotsRequest,
         context: grpc.aio.ServicerContext[pb.GetSlotsRequest, pb.GetSlotsResponse],
-    ) -> pb.GetSlotsResponse:
+    ) -> bytes:
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
@@ -110,27 +111,98 @@ class AvailabilityService(pb_grpc.AvailabilityServiceServicer):
         return min(remaining, self._upstream_timeout)
 
 
-def _response(answer: SlotsAnswer) -> pb.GetSlotsResponse:
-    response = pb.GetSlotsResponse()
+def _response(answer: SlotsAnswer) -> bytes:
+    """The serialized GetSlotsResponse, assembled from per-bucket encoded slots.
+
+    Every slot of a bucket is encoded once, the first time the bucket is
+    served, and kept in the bucket's memo; a hit then only joins bytes. The
+    framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots``
+    (field 2) are length-delimited, so encoded messages concatenate.
+    """
+    parts: list[bytes] = []
     for day in answer.days:
-        out = response.days.add(date=day.date)
-        for slot in day.slots:
-            message = out.slots.add()
-            message.start.seconds = slot.start
-            if slot.end is not None:
-                message.end.seconds = slot.end
-            if slot.seats is not None:
-                seats = slot.seats
-                message.seats.total = seats.total or 0
-                message.seats.booked = seats.booked or 0
-                message.seats.remaining = seats.remaining or 0
-                message.seats.booking_uid = seats.booking_uid or ""
+        date = day.date.encode()
+        body = [_DATE_TAG, _varint(len(date)), date]
+        for run in day.runs:
+            body.extend(_encoded_slots(run.bucket)[run.first : run.last])
+        day_bytes = b"".join(body)
+        parts += (_DAYS_TAG, _varint(len(day_bytes)), day_bytes)
+    freshness = _freshness(answer).SerializeToString()
+    parts += (_FRESHNESS_TAG, _varint(len(freshness)), freshness)
+    return b"".join(parts)
+
+
+# Tags: (field number << 3) | 2 (length-delimited).
+_DAYS_TAG = b"\x0a"  # GetSlotsResponse.days = 1
+_FRESHNESS_TAG = b"\x12"  # GetSlotsResponse.freshness = 2
+_DATE_TAG = b"\x0a"  # DaySlots.date = 1
+_SLOTS_TAG = b"\x12"  # DaySlots.slots = 2
+_MEMO_KEY = "availability.v1.Slot"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _encoded_slots(bucket: Bucket) -> tuple[bytes, ...]:
+    """Each slot of ``bucket`` as a ready ``DaySlots.slots`` field, computed once."""
+    encoded: tuple[bytes, ...] | None = bucket.memo.get(_MEMO_KEY)
+    if encoded is None:
+        encoded = tuple(
+            _SLOTS_TAG + _varint(len(message)) + message
+            for message in (_slot(slot).SerializeToString() for slot in bucket.slots)
+        )
+        bucket.memo[_MEMO_KEY] = encoded
+    return encoded
+
+
+def _slot(slot: Slot) -> pb.Slot:
+    message = pb.Slot()
+    message.start.seconds = slot.start
+    if slot.end is not None:
+        message.end.seconds = slot.end
+    if slot.seats is not None:
+        seats = slot.seats
+        message.seats.total = seats.total or 0
+        message.seats.booked = seats.booked or 0
+        message.seats.remaining = seats.remaining or 0
+        message.seats.booking_uid = seats.booking_uid or ""
+    return message
+
+
+def _freshness(answer: SlotsAnswer) -> pb.Freshness:
     freshness = answer.freshness
-    response.freshness.source = _SOURCES[freshness.source]
+    message = pb.Freshness(source=_SOURCES[freshness.source])
     if freshness.fetched_at is not None:
-        response.freshness.fetched_at.FromNanoseconds(int(freshness.fetched_at * 1e9))
-        response.freshness.age.FromNanoseconds(int(freshness.age * 1e9))
-    return response
+        message.fetched_at.FromNanoseconds(int(freshness.fetched_at * 1e9))
+        message.age.FromNanoseconds(int(freshness.age * 1e9))
+    return message
+
+
+def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The service's method handlers. GetSlots answers with bytes assembled from
+    per-bucket encodings, so its serializer passes them through."""
+    return {
+        "GetSlots": grpc.unary_unary_rpc_method_handler(
+            service.GetSlots,
+            request_deserializer=pb.GetSlotsRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
+            service.InvalidateSlots,
+            request_deserializer=pb.InvalidateSlotsRequest.FromString,
+            response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
+        ),
+    }
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 async def _abort_invalid(

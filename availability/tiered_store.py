@@ -92,7 +92,13 @@ class TieredStore:
         version_keys: Sequence[str],
         usable: Usable | None = None,
     ) -> tuple[list[Bucket | None], list[int | None]]:
-        buckets: list[Bucket | None] = [self._buckets.get_recent(k) for k in bucket_keys]
+        # With no check to judge them by, local copies must not shadow Redis: a
+        # caller polling for another replica's fresh bucket would never see it.
+        buckets: list[Bucket | None] = (
+            [None] * len(bucket_keys)
+            if usable is None
+            else [self._buckets.get_recent(k) for k in bucket_keys]
+        )
         absent = [i for i, b in enumerate(buckets) if b is None]
         shared = await self._try(
             lambda: self._shared.read([bucket_keys[i] for i in absent], version_keys)

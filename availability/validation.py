@@ -109,5 +109,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise FieldViolation("time_zone", f"unknown IANA time zone {name!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: "Europe" is a directory of the zone database, a long name is no file name.
+        raise FieldViolation("time_zone", f"unknown IANA time zone {name[:64]!r}") from None

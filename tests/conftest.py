@@ -35,7 +35,11 @@ async def sandbox(clock: ManualClock) -> AsyncIterator[RunningSandbox]:
 @pytest.fixture
 def settings(sandbox: RunningSandbox) -> Settings:
     return Settings(
-        grpc_addr="127.0.0.1:0", calcom_url=sandbox.url, shutdown_grace=1, shutdown_drain=0
+        grpc_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        calcom_url=sandbox.url,
+        shutdown_grace=1,
+        shutdown_drain=0,
     )
 
 

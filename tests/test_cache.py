@@ -474,3 +474,14 @@ async def test_in_flight_race_control(
     await before
     assert booked not in flat(await after)
     assert booked not in flat(await cache.get_slots(day_query(ET)))
+
+
+async def test_huge_invalidation_range_drops_every_day_without_listing_them(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    far = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+    done = await cache.invalidate(InvalidationScope(ET, start=at("2026-11-24T00:00"), end=far))
+    assert done.all_dates
+    again = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    assert again.freshness.source is Source.UPSTREAM

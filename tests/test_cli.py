@@ -73,7 +73,7 @@ class Server:
 @pytest.fixture
 def server() -> Iterator[Server]:
     process = subprocess.Popen(
-        [AVAILABILITY, "serve", "--grpc-addr", "127.0.0.1:0"],
+        [AVAILABILITY, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
         env=_env(AVAILABILITY_SANDBOX_LATENCY_MIN="0", AVAILABILITY_SANDBOX_LATENCY_MAX="0"),
         stderr=subprocess.PIPE,
         text=True,

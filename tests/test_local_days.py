@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from availability.local_days import group_by_local_date, utc_days
+from availability.buckets import Bucket
+from availability.local_days import SlotRun, group_by_local_date, utc_days
 from availability.slots import Slot
 
 
@@ -12,8 +13,16 @@ def at(text: str) -> int:
 
 
 def grouped(starts: list[str], zone: str) -> list[tuple[str, int]]:
-    slots = [Slot(at(s), None) for s in starts]
-    return [(d.date, len(d.slots)) for d in group_by_local_date(slots, ZoneInfo(zone))]
+    # Split the slots over two buckets, as the cache hands them over.
+    slots = tuple(Slot(at(s), None) for s in starts)
+    half = len(slots) // 2
+    runs = [
+        SlotRun(Bucket(0, 1, 0, slots[:half]), 0, half),
+        SlotRun(Bucket(0, 1, 0, slots[half:]), 0, len(slots) - half),
+    ]
+    days = group_by_local_date(runs, ZoneInfo(zone))
+    assert [s for d in days for s in d.slots] == list(slots)
+    return [(d.date, len(d.slots)) for d in days]
 
 
 def test_utc_days_end_exclusive_at_midnight() -> None:

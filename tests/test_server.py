@@ -202,6 +202,8 @@ BAD_REQUESTS = [
     ("end", request(ALICE_30, NOW, NOW + timedelta(days=91))),
     ("time_zone", request(ALICE_30, *WEEK, time_zone="Mars/Olympus")),
     ("time_zone", request(ALICE_30, *WEEK, time_zone="../etc/passwd")),
+    ("time_zone", request(ALICE_30, *WEEK, time_zone="Europe")),  # a directory of the zone db
+    ("time_zone", request(ALICE_30, *WEEK, time_zone="x" * 300)),  # too long for a file name
     ("duration_minutes", request(ALICE_30, *WEEK, duration_minutes=-1)),
     ("duration_minutes", request(ALICE_30, *WEEK, duration_minutes=1441)),
 ]
