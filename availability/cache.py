@@ -208,7 +208,7 @@ class SlotCache:
         self._lease_ttl = lease_ttl
         self._last_seed = 0
         self._directory = EventTypeDirectory(
-            upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl
+            upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl, lease_ttl=lease_ttl
         )
 
     @property

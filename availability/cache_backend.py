@@ -53,6 +53,7 @@ async def open_cache_backend(
             return
         shared = RedisStore.from_url(cache_url)
         tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets)
+        await tiered.start()
         stack.push_async_callback(tiered.close)
         redis_budget = RedisBudget(shared.client, rate_limit, clock=clock, prefix=prefix)
         await redis_budget.start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ class EventTypeDirectory:
         keys: KeySchema,
         ttl: float = 3600.0,
         max_stale: float = 86_400.0,
+        lease_ttl: float = 10.0,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -58,6 +60,7 @@ class EventTypeDirectory:
         self._keys = keys
         self._ttl = ttl
         self._max_stale = max_stale
+        self._lease_ttl = lease_ttl
         self._local: dict[int, _Entry] = {}
         self._lookups: dict[int, asyncio.Task[tuple[int, ...]]] = {}
         self._warned_auth = False
@@ -104,6 +107,45 @@ class EventTypeDirectory:
         fallback = max(
             (e for e in (entry, stored) if e is not None), key=lambda e: e.fetched_at, default=None
         )
+        # One replica looks it up for the cluster (the budget is shared); the others
+        # wait for its record, bounded, and look it up themselves if none appears.
+        lease = self._keys.event_type_lease(event_type_id)
+        token = str(secrets.randbits(62))
+        [mine] = await self._store.lease([lease], token, self._lease_ttl)
+        try:
+            if not mine:
+                shared = await self._await_record(key, lease, timeout)
+                if shared is not None:
+                    self._local[event_type_id] = shared
+                    return shared.hosts
+            return await self._look_up(event_type_id, key, fallback, timeout)
+        finally:
+            if mine:
+                await self._store.release([lease], token)
+
+    async def _await_record(self, key: str, lease: str, timeout: float | None) -> _Entry | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (
+            self._lease_ttl if timeout is None else min(timeout, self._lease_ttl)
+        )
+        delay = 0.005
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            [record] = await self._store.read_records([key])
+            stored = _entry_from(record)
+            if stored is not None and self._clock() < stored.fetched_at + self._ttl:
+                return stored
+            # A lease holds a random integer token, so it reads like a version.
+            _, [holder] = await self._store.read([], [lease])
+            if holder is None:
+                return None
+        return None
+
+    async def _look_up(
+        self, event_type_id: int, key: str, fallback: _Entry | None, timeout: float | None
+    ) -> tuple[int, ...]:
+        now = self._clock()
         try:
             info = await self._upstream.fetch_event_type(event_type_id, timeout=timeout)
         except UpstreamAuthError:

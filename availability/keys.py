@@ -10,6 +10,7 @@ Layout (``{p}`` is the configurable prefix, default ``av1``)::
     {p}:v:hd:{host_id}:{YYYY-MM-DD}                version: one UTC day of one host
     {p}:et:{event_type_id}                         record: the event type's hosts (JSON)
     {p}:l:{event_type_id}:{stamp}:{bucket key}     lease: one replica fetches that bucket
+    {p}:l:et:{event_type_id}                       lease: one replica looks the event type up
 
 A bucket is valid only while the sum of the versions that cover it equals
 the stamp it was stored with (see :mod:`availability.cache`). Durations share
@@ -53,3 +54,6 @@ class KeySchema:
 
     def lease(self, event_type_id: int, bucket_key: str, stamp: int) -> str:
         return f"{self.prefix}:l:{event_type_id}:{stamp}:{bucket_key}"
+
+    def event_type_lease(self, event_type_id: int) -> str:
+        return f"{self.prefix}:l:et:{event_type_id}"

@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiocache import RedisCache
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from availability.buckets import Bucket
 from availability.store import Usable
@@ -73,6 +76,10 @@ def redis_cache_from_url(url: str) -> Any:
     # Short: a Redis that does not answer must cost a read little (it degrades to
     # the local tier); override with ?socket_timeout=... in the URL.
     options.setdefault("socket_timeout", 0.5)
+    # A pooled connection that died with a restarted Redis fails once: retry at
+    # once on a fresh one rather than declare Redis down.
+    options.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    options.setdefault("retry_on_error", [RedisConnectionError])
     connect_timeout = options.pop("socket_connect_timeout", 0.5)
     # timeout=None: redis-py bounds each call itself; aiocache would add a task per call.
     return RedisCache(

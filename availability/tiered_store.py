@@ -20,6 +20,8 @@ every call.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -80,6 +82,18 @@ class TieredStore:
         self._down_since: float | None = None
         self._next_try = 0.0
         self._unsent_bumps: dict[str, tuple[int, float]] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Watch Redis while it is unreachable, so that even a replica that gets no
+        calls replays its invalidations as soon as Redis answers again."""
+        self._watch = asyncio.create_task(self._watch_while_down())
+
+    async def _watch_while_down(self) -> None:
+        while True:
+            await asyncio.sleep(self._retry_after)
+            if self._down_since is not None and self._clock() >= self._next_try:
+                await self._replay()
 
     @property
     def degraded(self) -> bool:
@@ -178,6 +192,10 @@ class TieredStore:
         await self._try(lambda: self._shared.release(keys, token))
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         await self._shared.close()
 
     async def _try(self, call: Callable[[], Awaitable[T]]) -> T | _Down:
@@ -208,7 +226,10 @@ class TieredStore:
         try:
             for key, (seed, ttl) in unsent.items():
                 await self._shared.bump_versions([key], seed, ttl)
-                del self._unsent_bumps[key]
+                # Replays can overlap (several calls, the watcher) and a newer bump may
+                # have been recorded meanwhile: drop only the entry just sent.
+                if self._unsent_bumps.get(key) == (seed, ttl):
+                    del self._unsent_bumps[key]
             await self._shared.ping()
         except _SHARED_ERRORS as exc:
             self._went_down(exc)
