@@ -7,10 +7,15 @@ event-type look-ups) takes one unit first; with none left the caller gets an
 answer at once: a cached bucket if one is usable, else
 :class:`BudgetExhausted`, never a call over budget.
 
-The window slides (any 60 s holds at most ``limit`` calls), so it stays under
-Cal.com's fixed windows however they are aligned. Background work (refreshes,
-warming) may use only ``background_share`` of it: interactive misses, which
-a caller is waiting for, come first.
+The window slides (any ``WINDOW`` seconds hold at most ``limit`` calls), so it
+stays under Cal.com's fixed windows however they are aligned. It is 62 s, not
+60: a unit is taken before the call travels, and Cal.com counts arrivals, so
+without a margin the 121st call can arrive 59.99 s after the first (measured).
+If Cal.com answers 429 anyway (another client on the key, clock skew), the
+whole cluster pauses until Cal.com's reset instead of spending its budget on
+calls that can only be refused. Background work (refreshes, warming) may use
+only ``background_share`` of it: interactive misses, which a caller is
+waiting for, come first.
 
 With Redis the window is one sorted set for the cluster. If Redis is
 unreachable each replica falls back to its share, ``limit`` divided by the
@@ -33,9 +38,15 @@ from redis.exceptions import RedisError
 
 from availability.clock import Clock
 from availability.slots import Slot
-from availability.upstream import EventTypeInfo, Upstream, UpstreamUnavailable
+from availability.upstream import (
+    EventTypeInfo,
+    Upstream,
+    UpstreamThrottled,
+    UpstreamUnavailable,
+)
 
 __all__ = [
+    "WINDOW",
     "Budget",
     "BudgetExhausted",
     "BudgetedUpstream",
@@ -46,7 +57,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_WINDOW = 60.0
+WINDOW = 62.0
+"""Seconds of the sliding window: Cal.com's 60 s plus a margin for travel time."""
+_CALCOM_BLOCK = 60.0
+"""How long Cal.com blocks a key after a 429 when it does not say."""
 
 
 class BudgetExhausted(UpstreamUnavailable):
@@ -65,6 +79,10 @@ class Budget(Protocol):
         """Take one call from the budget; False if none is left."""
         ...
 
+    async def pause(self, seconds: float) -> None:
+        """Take nothing for ``seconds`` (Cal.com has blocked the key)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -75,15 +93,29 @@ def _allowed(limit: int, priority: Priority, background_share: float) -> int:
 class LocalBudget:
     """A sliding window in this process (one replica, or a replica cut off from Redis)."""
 
-    def __init__(self, limit: int, *, clock: Clock, background_share: float = 0.8) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        clock: Clock,
+        background_share: float = 0.8,
+        window: float = WINDOW,
+    ) -> None:
         self.limit = limit
         self._clock = clock
         self._background_share = background_share
+        self._window = window
         self._taken: deque[float] = deque()
+        self._paused_until = 0.0
+
+    async def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self, priority: Priority = Priority.INTERACTIVE) -> bool:
         now = self._clock()
-        while self._taken and self._taken[0] <= now - _WINDOW:
+        if now < self._paused_until:
+            return False
+        while self._taken and self._taken[0] <= now - self._window:
             self._taken.popleft()
         if len(self._taken) >= _allowed(self.limit, priority, self._background_share):
             return False
@@ -94,8 +126,9 @@ class LocalBudget:
         return None
 
 
-# KEYS[1]: the window; ARGV: now (ms), window (ms), allowed, member.
+# KEYS[1]: the window, KEYS[2]: the pause; ARGV: now (ms), window (ms), allowed, member.
 _TAKE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
@@ -124,17 +157,22 @@ class RedisBudget:
         prefix: str = "av1",
         background_share: float = 0.8,
         heartbeat_every: float = 10.0,
+        window: float = WINDOW,
     ) -> None:
         self.limit = limit
         self._client = client
         self._clock = clock
         self._window_key = f"{prefix}:budget"
+        self._pause_key = f"{prefix}:budget:pause"
+        self._window = window
         self._replicas_key = f"{prefix}:replicas"
         self._background_share = background_share
         self._heartbeat_every = heartbeat_every
         self._me = secrets.token_hex(8)
         self._replicas = 1
-        self._fallback = LocalBudget(limit, clock=clock, background_share=background_share)
+        self._fallback = LocalBudget(
+            limit, clock=clock, background_share=background_share, window=window
+        )
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -148,13 +186,25 @@ class RedisBudget:
         try:
             return bool(
                 await self._client.eval(
-                    _TAKE, 1, self._window_key, now_ms, int(_WINDOW * 1000), allowed, member
+                    _TAKE,
+                    2,
+                    self._window_key,
+                    self._pause_key,
+                    now_ms,
+                    int(self._window * 1000),
+                    allowed,
+                    member,
                 )
             )
         except (RedisError, OSError) as exc:
             logger.debug("budget in Redis unavailable (%s): using this replica's share", exc)
             self._fallback.limit = max(1, self.limit // self._replicas)
             return await self._fallback.acquire(priority)
+
+    async def pause(self, seconds: float) -> None:
+        await self._fallback.pause(seconds)
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.set(self._pause_key, "1", px=max(1, int(seconds * 1000)))
 
     async def close(self) -> None:
         if self._heartbeat is not None:
@@ -202,12 +252,29 @@ class BudgetedUpstream:
         timeout: float | None = None,
     ) -> Mapping[date, Sequence[Slot]]:
         await self._spend()
-        return await self._upstream.fetch_slots(
-            event_type_id, first_day, last_day, duration_minutes=duration_minutes, timeout=timeout
-        )
+        try:
+            return await self._upstream.fetch_slots(
+                event_type_id,
+                first_day,
+                last_day,
+                duration_minutes=duration_minutes,
+                timeout=timeout,
+            )
+        except UpstreamThrottled as exc:
+            await self._throttled(exc)
+            raise
 
     async def fetch_event_type(
         self, event_type_id: int, *, timeout: float | None = None
     ) -> EventTypeInfo:
         await self._spend()
-        return await self._upstream.fetch_event_type(event_type_id, timeout=timeout)
+        try:
+            return await self._upstream.fetch_event_type(event_type_id, timeout=timeout)
+        except UpstreamThrottled as exc:
+            await self._throttled(exc)
+            raise
+
+    async def _throttled(self, exc: UpstreamThrottled) -> None:
+        pause = _CALCOM_BLOCK if exc.retry_after is None else exc.retry_after
+        logger.warning("Cal.com throttled the key: no Cal.com calls for %.0f s", pause)
+        await self._budget.pause(pause)

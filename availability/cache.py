@@ -431,6 +431,10 @@ class SlotCache:
             )
             held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
             fetch = [item for item, mine in zip(run, got, strict=True) if mine]
+            if fetch and not query.fresh:
+                # Another replica may have stored these and let go of its lease between
+                # our read and our lease: a cold miss can afford one more look.
+                fetch = await self._not_stored_meanwhile(fetch)
             others = [
                 (item, lease)
                 for item, lease, mine in zip(run, leases, got, strict=True)
@@ -457,6 +461,19 @@ class SlotCache:
             if held:
                 with contextlib.suppress(Exception):
                     await self._store.release(held, token)
+
+    async def _not_stored_meanwhile(
+        self, items: list[tuple[_Need, asyncio.Future[Bucket]]]
+    ) -> list[tuple[_Need, asyncio.Future[Bucket]]]:
+        buckets, _ = await self._store.read([need.key for need, _ in items], [])
+        now = self._clock()
+        left = []
+        for (need, future), bucket in zip(items, buckets, strict=True):
+            if bucket is not None and bucket.stamp == need.stamp and now < bucket.expires_at:
+                future.set_result(bucket)
+            else:
+                left.append((need, future))
+        return left
 
     async def _await_others(
         self,

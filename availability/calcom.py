@@ -28,6 +28,7 @@ from availability.upstream import (
     EventTypeNotFound,
     UpstreamAuthError,
     UpstreamRejected,
+    UpstreamThrottled,
     UpstreamUnavailable,
 )
 
@@ -321,8 +322,10 @@ class CalcomUpstream:
             # This response's header only: an older reset would understate the wait.
             reset = _header_number(headers, "reset")
             if reset is not None:
-                return UpstreamUnavailable(f"Cal.com rate limit reached; resets in {reset:g} s")
-            return UpstreamUnavailable("Cal.com rate limit reached")
+                return UpstreamThrottled(
+                    f"Cal.com rate limit reached; resets in {reset:g} s", reset
+                )
+            return UpstreamThrottled("Cal.com rate limit reached")
         if 500 <= status < 600:
             return UpstreamUnavailable(f"Cal.com failed with HTTP {status}")
         return UpstreamUnavailable(f"unexpected HTTP {status} from Cal.com")

@@ -119,6 +119,8 @@ class RedisStore:
         version_keys: Sequence[str],
         usable: Usable | None = None,
     ) -> tuple[list[Bucket | None], list[int | None]]:
+        if not bucket_keys and not version_keys:
+            return [], []  # MGET needs at least one key
         values = await self._cache.multi_get([*bucket_keys, *version_keys])
         split = len(bucket_keys)
         buckets = [None if v is None else Bucket.from_json(v) for v in values[:split]]
@@ -126,6 +128,8 @@ class RedisStore:
         return buckets, versions
 
     async def read_buckets(self, keys: Sequence[str]) -> list[Bucket | None]:
+        if not keys:
+            return []
         values = await self._cache.multi_get(list(keys))
         return [None if v is None else Bucket.from_json(v) for v in values]
 

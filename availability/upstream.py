@@ -21,6 +21,7 @@ __all__ = [
     "UpstreamAuthError",
     "UpstreamError",
     "UpstreamRejected",
+    "UpstreamThrottled",
     "UpstreamUnavailable",
 ]
 
@@ -43,6 +44,14 @@ class UpstreamAuthError(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     """Throttled (429), failing (5xx), too slow, unreachable or talking nonsense."""
+
+
+class UpstreamThrottled(UpstreamUnavailable):
+    """Cal.com refused for its rate limit (429): it blocks the key until ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

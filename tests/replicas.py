@@ -20,8 +20,9 @@ accepts connections and answers nothing until thawed). :class:`Partition`
 sits between the replicas and a Redis and can cut them off from it while
 Redis keeps its data: the outage where replaying what was missed matters.
 
-Nothing outlives the test: shutdown is SIGTERM, a bounded wait, then SIGKILL,
-and an ``atexit`` hook kills whatever a crashed test run left behind.
+Nothing outlives the test: shutdown is SIGTERM, a bounded wait, then SIGKILL;
+an ``atexit`` hook kills whatever an aborted test run left behind, and on
+Linux each child also gets SIGTERM from the kernel if this process dies.
 """
 
 from __future__ import annotations
@@ -124,12 +125,29 @@ async def _drain(stream: asyncio.StreamReader, log: ReplicaLog) -> None:
         log.append(line.decode(errors="replace"))
 
 
-async def _spawn(name: str, env: Mapping[str, str], startup_timeout: float) -> Replica:
+# Linux: the child asks for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG),
+# then becomes the server; so even a test process killed outright leaves no replica.
+_ORPHAN_GUARD = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _guarded(*argv: str) -> list[str]:
+    """``argv``, run so that it dies with this process where the OS allows it."""
+    if sys.platform != "linux":
+        return list(argv)
+    return [sys.executable, "-c", _ORPHAN_GUARD, str(os.getpid()), *argv]
+
+
+async def _spawn(
+    name: str, env: Mapping[str, str], startup_timeout: float, log_lines: int
+) -> Replica:
     process = await asyncio.create_subprocess_exec(
-        AVAILABILITY,
-        "serve",
-        "--grpc-addr",
-        "127.0.0.1:0",
+        *_guarded(AVAILABILITY, "serve", "--grpc-addr", "127.0.0.1:0"),
         env=_environment(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
@@ -137,7 +155,7 @@ async def _spawn(name: str, env: Mapping[str, str], startup_timeout: float) -> R
     )
     _LIVE.add(process)
     assert process.stderr is not None
-    log = ReplicaLog()
+    log = ReplicaLog(log_lines)
     target: str | None = None
     try:
         async with asyncio.timeout(startup_timeout):
@@ -201,13 +219,15 @@ async def running_replicas(
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 10.0,
+    log_lines: int = 2000,
 ) -> AsyncIterator[list[Replica]]:
     """Start ``count`` servers on one cache and one Cal.com; stop them all on exit.
 
     Defaults chosen for tests: no shutdown drain and a short grace (SIGTERM
     should not cost seconds per replica). ``env`` overrides any
     ``AVAILABILITY_*`` setting, e.g. ``{"AVAILABILITY_CALCOM_RATE_LIMIT": "15"}``.
-    The replicas are started concurrently and named ``A``, ``B``, ``C``...
+    The replicas are started concurrently and named ``A``, ``B``, ``C``...;
+    each keeps its last ``log_lines`` stderr lines in ``.log``.
     """
     settings = {
         "AVAILABILITY_CACHE_URL": cache_url,
@@ -222,7 +242,8 @@ async def running_replicas(
         raise ValueError("replicas must log at INFO or DEBUG: the bound port is an INFO line")
     names = [chr(ord("A") + i) if i < 26 else f"R{i}" for i in range(count)]
     started = await asyncio.gather(
-        *(_spawn(name, settings, startup_timeout) for name in names), return_exceptions=True
+        *(_spawn(name, settings, startup_timeout, log_lines) for name in names),
+        return_exceptions=True,
     )
     replicas = [r for r in started if isinstance(r, Replica)]
     try:
@@ -266,21 +287,23 @@ class RedisServer:
         if self.running:
             raise RuntimeError("redis-server is already running")
         self._process = await asyncio.create_subprocess_exec(
-            self._binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self._dir,
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
+            *_guarded(
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

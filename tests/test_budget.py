@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from availability.budget import (
+    WINDOW,
     BudgetedUpstream,
     BudgetExhausted,
     LocalBudget,
@@ -16,6 +17,7 @@ from availability.budget import (
     RedisBudget,
 )
 from availability.clock import ManualClock
+from availability.upstream import UpstreamThrottled
 from tests.fake_upstream import FakeUpstream
 from tests.redis_db import flushed_url
 from tests.test_cache import ET, NOW, at
@@ -31,10 +33,30 @@ async def test_local_window_slides() -> None:
     clock = ManualClock(NOW.timestamp())
     budget = LocalBudget(10, clock=clock)
     assert await take(budget, 6, Priority.INTERACTIVE) == 6
-    clock.advance(30)
+    clock.advance(31)
     assert await take(budget, 6, Priority.INTERACTIVE) == 4
-    clock.advance(30)  # the first six left the window, the last four did not
+    clock.advance(WINDOW - 31)  # the first six left the window, the last four did not
     assert await take(budget, 10, Priority.INTERACTIVE) == 6
+
+
+async def test_window_has_a_margin_over_cal_coms_minute() -> None:
+    # Units are taken before calls travel; Cal.com counts arrivals in 60 s windows.
+    clock = ManualClock(NOW.timestamp())
+    budget = LocalBudget(2, clock=clock)
+    assert await take(budget, 2, Priority.INTERACTIVE) == 2
+    clock.advance(60.5)
+    assert await take(budget, 1, Priority.INTERACTIVE) == 0
+    clock.advance(WINDOW - 60.5)
+    assert await take(budget, 1, Priority.INTERACTIVE) == 1
+
+
+async def test_a_pause_stops_every_call_until_it_ends() -> None:
+    clock = ManualClock(NOW.timestamp())
+    budget = LocalBudget(10, clock=clock)
+    await budget.pause(42)
+    assert await take(budget, 1, Priority.INTERACTIVE) == 0
+    clock.advance(42)
+    assert await take(budget, 1, Priority.INTERACTIVE) == 1
 
 
 async def test_background_work_leaves_room_for_callers() -> None:
@@ -61,8 +83,10 @@ async def test_replicas_share_one_window_in_redis(client: aioredis.Redis) -> Non
     try:
         taken = [await take(b, 10, Priority.INTERACTIVE) for b in budgets]
         assert sum(taken) == 12
-        clock.advance(60)
+        clock.advance(WINDOW)
         assert await take(budgets[2], 5, Priority.INTERACTIVE) == 5
+        await budgets[0].pause(30)  # Cal.com said 429 to replica 0: everyone stops
+        assert await take(budgets[1], 1, Priority.INTERACTIVE) == 0
     finally:
         for budget in budgets:
             await budget.close()
@@ -87,3 +111,21 @@ async def test_budgeted_upstream_refuses_past_the_budget() -> None:
     with pytest.raises(BudgetExhausted, match="budget"):
         await upstream.fetch_event_type(ET)
     assert fake.event_type_calls == []
+
+
+async def test_cal_com_429_pauses_the_budget_for_its_reset() -> None:
+    clock = ManualClock(NOW.timestamp())
+    fake = FakeUpstream()
+    fake.add(ET, at("2026-11-24T09:00"))
+    fake.fail_with = UpstreamThrottled("Cal.com rate limit reached", retry_after=20)
+    budget = LocalBudget(100, clock=clock)
+    upstream = BudgetedUpstream(fake, budget)
+    day = date(2026, 11, 24)
+    with pytest.raises(UpstreamThrottled):
+        await upstream.fetch_slots(ET, day, day)
+    fake.fail_with = None
+    with pytest.raises(BudgetExhausted):
+        await upstream.fetch_slots(ET, day, day)
+    clock.advance(20)
+    assert await upstream.fetch_slots(ET, day, day)
+    assert len(fake.calls) == 2

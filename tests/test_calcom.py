@@ -20,6 +20,7 @@ from availability.upstream import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejected,
+    UpstreamThrottled,
     UpstreamUnavailable,
 )
 from tests.scripted_upstream import ScriptedResponse, ScriptedUpstream
@@ -348,10 +349,10 @@ async def test_drops_slots_outside_the_requested_days(
                 json=error_body("ThrottlerException: Too Many Requests"),
                 headers={"X-RateLimit-Reset-Default": "42"},
             ),
-            UpstreamUnavailable,
+            UpstreamThrottled,
             "Cal.com rate limit reached; resets in 42 s",
         ),
-        (ScriptedResponse(429), UpstreamUnavailable, "Cal.com rate limit reached"),
+        (ScriptedResponse(429), UpstreamThrottled, "Cal.com rate limit reached"),
         (ScriptedResponse(500, json=error_body("boom")), UpstreamUnavailable, "HTTP 500"),
         (ScriptedResponse(502, body="Bad Gateway"), UpstreamUnavailable, "HTTP 502"),
         (ScriptedResponse(503, body=""), UpstreamUnavailable, "HTTP 503"),

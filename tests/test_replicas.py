@@ -214,12 +214,13 @@ async def test_two_hundred_concurrent_cold_reads_over_three_replicas_cost_one_ca
         serve_sandbox(latency=(0.5, 0.5), rate_limit_per_minute=None) as sandbox,
         running_replicas(3, cache_url=concurrent_db, calcom_url=sandbox.url) as replicas,
     ):
-        lookups = sandbox.hold(path="/v2/event-types")
-        reads = [asyncio.ensure_future(get(replicas[i % 3], ALICE_30, WEEK)) for i in range(200)]
-        # Each replica looks the hosts up before it reads a bucket: all three look-ups
-        # parked means all three have cold reads in flight before any bucket exists.
-        await asyncio.wait_for(lookups.arrived(len(replicas)), RPC_DEADLINE)
-        lookups.release()
+        # Every read needs the hosts first: while the one look-up is parked, no replica
+        # can have read a bucket, so all 200 reads are in flight before any exists.
+        with sandbox.hold(path="/v2/event-types") as lookup:
+            reads = [
+                asyncio.ensure_future(get(replicas[i % 3], ALICE_30, WEEK)) for i in range(200)
+            ]
+            await asyncio.wait_for(lookup.arrived(1), RPC_DEADLINE)
         answers = await asyncio.gather(*reads)
 
     assert sandbox.requests.calls("/v2/slots") == 1, warnings(replicas)
@@ -242,14 +243,23 @@ async def _read_within(replica: Replica, event_type_id: int, span: tuple[int, in
     return starts(answer)
 
 
+def _degraded(replica: Replica) -> bool:
+    """Whether the replica's last word about Redis was that it cannot reach it."""
+    for line in reversed(replica.log.lines):
+        if "Redis reachable again" in line:
+            return False
+        if "Redis unreachable" in line:
+            return True
+    return False
+
+
 async def _until_reconnected(replicas: list[Replica], timeout: float = 10.0) -> None:
-    """Poke each replica with reads until it says Redis answers again (it retries lazily)."""
+    """Poke every degraded replica with reads until it says Redis answers again."""
 
     async def all_back() -> bool:
-        for replica in replicas:
-            if not replica.log.count("Redis reachable again"):
-                await _read_within(replica, ALICE_30, WEEK)
-        return all(r.log.count("Redis reachable again") for r in replicas)
+        for replica in filter(_degraded, replicas):
+            await _read_within(replica, ALICE_30, WEEK)
+        return not any(map(_degraded, replicas))
 
     await poll(all_back, timeout, "every replica reconnects to Redis")
 
@@ -346,8 +356,7 @@ async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet
         await _read_within(a, ALICE_30, WEEK)  # A notices the outage too; B stays idle
         partition.heal()
 
-        # B too: its pooled connections died with the link (see the xfail test below).
-        await _until_reconnected(replicas)
+        await _until_reconnected(replicas)  # C and A; B never noticed
         replayed = [line for line in c.log.lines if "Redis reachable again" in line]
         assert "replayed 0 " not in replayed[-1]
         for replica in (a, b):
@@ -356,14 +365,10 @@ async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet
             assert answer_starts(after) == truth(live_sandbox, ALICE_30, *days(*WEEK))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="invalidations taken while Redis was down are replayed only on that replica's "
-    "next Redis call: an idle replica never sends them",
-)
 async def test_an_idle_replica_replays_its_invalidations_once_redis_answers(
     live_sandbox: RunningSandbox, partition: Partition
 ) -> None:
+    """The replica that took an invalidation while cut off may get no more calls."""
     async with running_replicas(
         3, cache_url=partition.url(), calcom_url=live_sandbox.url
     ) as replicas:
@@ -376,21 +381,18 @@ async def test_an_idle_replica_replays_its_invalidations_once_redis_answers(
         await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
         partition.heal()
 
-        # C gets no more calls: nothing but C itself can tell Redis about the booking.
+        # C gets no more calls: only C can tell Redis about the booking, on its own.
         async def b_honours_it() -> bool:
             return cut_off not in starts(await get(b, ALICE_30, WEEK))
 
         await poll(b_honours_it, 5.0, "B drops the slot C invalidated during the outage")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pooled connection that died with Redis fails the next call, and the replica "
-    "then serves its local tier for retry_after seconds: blind to invalidations made meanwhile",
-)
 async def test_an_idle_replica_sees_an_invalidation_made_after_a_redis_restart(
     live_sandbox: RunningSandbox, private_redis: RedisServer
 ) -> None:
+    """Its pooled connections died with Redis: the first call must not declare Redis
+    down, or the replica would serve its local copies, blind to the invalidation."""
     async with running_replicas(
         3, cache_url=private_redis.url(), calcom_url=live_sandbox.url
     ) as replicas:
@@ -468,10 +470,6 @@ async def test_three_replicas_share_one_budget_and_refuse_fast_past_it(budget_db
         assert slowest < 1.0, f"a refusal took {slowest:.2f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="event-type look-ups have no cluster lease: each replica spends budget on its own",
-)
 async def test_a_cold_fleet_looks_each_event_type_up_once(
     live_sandbox: RunningSandbox, budget_db: str
 ) -> None:
@@ -479,8 +477,11 @@ async def test_a_cold_fleet_looks_each_event_type_up_once(
     async with running_replicas(3, cache_url=budget_db, calcom_url=live_sandbox.url) as replicas:
         with live_sandbox.hold(path="/v2/event-types") as hold:
             reads = [asyncio.ensure_future(get(r, ALICE_30, WEEK)) for r in replicas]
-            # Give every replica the chance to start a look-up of its own (bounded).
+            await asyncio.wait_for(hold.arrived(1), RPC_DEADLINE)
+            # A second look-up must not arrive while the first is parked: give it a
+            # bounded chance to (absence can only be observed for a while).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hold.arrived(len(replicas)), 3.0)
-        await asyncio.gather(*reads)
+                await asyncio.wait_for(hold.arrived(2), 1.0)
+        answers = await asyncio.gather(*reads)
         assert live_sandbox.requests.calls(f"/v2/event-types/{ALICE_30}") == 1
+        assert all(answer.days == answers[0].days for answer in answers)
