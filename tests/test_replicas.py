@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-import redis
 
 from availability.sandbox import RunningSandbox, serve_sandbox
 from availability.v1 import availability_pb2 as pb
+from tests.redis_db import flushed_url
 from tests.replicas import Partition, RedisServer, Replica, running_replicas
 from tests.test_server import answer_starts, request, truth, ts
 
@@ -114,31 +114,22 @@ async def live_sandbox() -> AsyncIterator[RunningSandbox]:
         yield sandbox
 
 
-def _flush(db: int) -> str:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return f"redis://127.0.0.1:6379/{db}"
-
-
 @pytest.fixture
 def shared_db() -> Iterator[str]:
-    yield _flush(SHARED_DB)
-    _flush(SHARED_DB)
+    yield flushed_url(SHARED_DB)
+    flushed_url(SHARED_DB)
 
 
 @pytest.fixture
 def concurrent_db() -> Iterator[str]:
-    yield _flush(CONCURRENT_DB)
-    _flush(CONCURRENT_DB)
+    yield flushed_url(CONCURRENT_DB)
+    flushed_url(CONCURRENT_DB)
 
 
 @pytest.fixture
 def budget_db() -> Iterator[str]:
-    yield _flush(BUDGET_DB)
-    _flush(BUDGET_DB)
+    yield flushed_url(BUDGET_DB)
+    flushed_url(BUDGET_DB)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ be counted and held.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -18,7 +18,8 @@ from availability.clock import ManualClock
 from availability.redis_store import RedisStore
 from availability.tiered_store import TieredStore
 from tests.fake_upstream import FakeUpstream
-from tests.redis_db import PrivateRedis, flushed_url
+from tests.redis_db import flushed_url
+from tests.replicas import RedisServer
 from tests.test_cache import ET, NOW, at, flat
 
 DB = 11
@@ -120,24 +121,20 @@ async def test_concurrent_cold_reads_on_two_replicas_cost_one_fetch(cluster: Clu
 
 
 @pytest.fixture
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(str(tmp_path_factory.mktemp("redis")))
-    server.start()
-    try:
+async def private_redis() -> AsyncIterator[RedisServer]:
+    async with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_redis_outage_degrades_then_recovers_coherently(
-    private_redis: PrivateRedis, upstream: FakeUpstream, clock: ManualClock
+    private_redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
-    group = Cluster(private_redis.url, upstream, clock)
+    group = Cluster(private_redis.url(), upstream, clock)
     async with group.stack:
         a, b = group.replica(), group.replica()
         await a.get_slots(DAY)
         await b.get_slots(DAY)
-        private_redis.stop()
+        await private_redis.stop()
 
         cached = await a.get_slots(DAY)  # from A's local tier
         assert cached.freshness.source is Source.CACHE
@@ -149,7 +146,7 @@ async def test_redis_outage_degrades_then_recovers_coherently(
         await a.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
         assert BOOKED not in flat(await a.get_slots(DAY))  # applied locally at once
 
-        private_redis.start()  # empty: Redis lost everything
+        await private_redis.start()  # empty: Redis lost everything
         clock.advance(2)  # past the retry pause
         assert BOOKED not in flat(await b.get_slots(DAY))
         assert not group.stores[1].degraded
@@ -158,9 +155,9 @@ async def test_redis_outage_degrades_then_recovers_coherently(
 
 
 async def test_invalidation_taken_while_cut_off_is_replayed_to_the_cluster(
-    private_redis: PrivateRedis, upstream: FakeUpstream, clock: ManualClock
+    private_redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
-    group = Cluster(private_redis.url, upstream, clock)
+    group = Cluster(private_redis.url(), upstream, clock)
     async with group.stack:
         a, b = group.replica(), group.replica()
         await a.get_slots(DAY)
@@ -173,7 +170,7 @@ async def test_invalidation_taken_while_cut_off_is_replayed_to_the_cluster(
         assert group.stores[0].degraded
         assert BOOKED in flat(await b.get_slots(DAY))  # B cannot know yet (TTL safety net)
 
-        group.stores[0]._shared = RedisStore.from_url(private_redis.url)
+        group.stores[0]._shared = RedisStore.from_url(private_redis.url())
         await dead.close()
         clock.advance(2)
         await a.get_slots(DAY)  # A reconnects and replays its invalidation first
