@@ -35,6 +35,11 @@ def _env(**extra: str) -> dict[str, str]:
         (["--calcom-url", "ftp://x"], {}, "calcom_url"),
         ([], {"AVAILABILITY_CACHE_URL": "memcached://x"}, "cache_url"),
         ([], {"AVAILABILITY_MAX_RANGE_DAYS": "zero"}, "max_range_days"),
+        # An open server (no tokens) may listen on loopback only; tokens must be well formed.
+        (["--grpc-addr", "0.0.0.0:0"], {}, "grpc_addr 0.0.0.0:0 is reachable"),
+        (["--http-addr", "0.0.0.0:0"], {}, "http_addr 0.0.0.0:0 is reachable"),
+        ([], {"AVAILABILITY_API_TOKENS": "s3cret:root"}, "api_tokens"),
+        (["--api-tokens-file", "/nonexistent/tokens"], {}, "api_tokens_file"),
     ],
 )
 def test_bad_configuration_prints_one_line_and_exits_2(
@@ -50,8 +55,9 @@ def test_bad_configuration_prints_one_line_and_exits_2(
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 1, done.stderr
     assert field in lines[0]
+    assert "s3cret" not in lines[0]  # a rejected secret is never echoed
 
 
 class Server:

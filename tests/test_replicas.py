@@ -255,6 +255,24 @@ async def _until_reconnected(replicas: list[Replica], timeout: float = 10.0) -> 
     await poll(all_back, timeout, "every replica reconnects to Redis")
 
 
+async def _warm(replicas: list[Replica]) -> pb.GetSlotsResponse:
+    """Alice's week read on every replica (fetched on the first, shared after)."""
+    week = await get(replicas[0], ALICE_30, WEEK)
+    for replica in replicas[1:]:
+        await get(replica, ALICE_30, WEEK)
+    return week
+
+
+async def _all_drop(
+    live_sandbox: RunningSandbox, replicas: tuple[Replica, ...], taken: int
+) -> None:
+    """Each replica answers without ``taken``, exactly as the calendar now stands."""
+    for replica in replicas:
+        after = await get(replica, ALICE_30, WEEK)
+        assert taken not in starts(after), replica.name
+        assert answer_starts(after) == truth(live_sandbox, ALICE_30, *days(*WEEK))
+
+
 async def test_replicas_ride_out_a_redis_restart_and_share_again_afterwards(
     live_sandbox: RunningSandbox, private_redis: RedisServer
 ) -> None:
@@ -293,10 +311,7 @@ async def test_replicas_ride_out_a_redis_restart_and_share_again_afterwards(
         # So does invalidation across replicas.
         taken = book_one(live_sandbox, await get(a, ALICE_30, WEEK), 0)
         await invalidate(c, ALICE_30, taken, taken + 1800)
-        for replica in (a, b):
-            after = await get(replica, ALICE_30, WEEK)
-            assert taken not in starts(after), replica.name
-            assert answer_starts(after) == truth(live_sandbox, ALICE_30, *days(*WEEK))
+        await _all_drop(live_sandbox, (a, b), taken)
 
 
 async def test_reads_keep_their_deadline_while_redis_hangs(
@@ -307,9 +322,7 @@ async def test_reads_keep_their_deadline_while_redis_hangs(
         3, cache_url=private_redis.url(), calcom_url=live_sandbox.url
     ) as replicas:
         a, b, c = replicas
-        week = await get(a, ALICE_30, WEEK)
-        for replica in (b, c):
-            await get(replica, ALICE_30, WEEK)
+        week = await _warm(replicas)
 
         private_redis.freeze()
         for replica in replicas:
@@ -322,10 +335,7 @@ async def test_reads_keep_their_deadline_while_redis_hangs(
         private_redis.thaw()
 
         await _until_reconnected(replicas)
-        for replica in (a, b):
-            after = await get(replica, ALICE_30, WEEK)
-            assert cut_off not in starts(after), replica.name
-            assert answer_starts(after) == truth(live_sandbox, ALICE_30, *days(*WEEK))
+        await _all_drop(live_sandbox, (a, b), cut_off)
 
 
 async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet(
@@ -336,9 +346,7 @@ async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet
         3, cache_url=partition.url(), calcom_url=live_sandbox.url
     ) as replicas:
         a, b, c = replicas
-        week = await get(a, ALICE_30, WEEK)
-        for replica in (b, c):
-            await get(replica, ALICE_30, WEEK)
+        week = await _warm(replicas)
 
         partition.cut()
         cut_off = book_one(live_sandbox, week, -1)
@@ -350,10 +358,7 @@ async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet
         await _until_reconnected(replicas)  # C and A; B never noticed
         replayed = [line for line in c.log.lines if "Redis reachable again" in line]
         assert "replayed 0 " not in replayed[-1]
-        for replica in (a, b):
-            after = await get(replica, ALICE_30, WEEK)
-            assert cut_off not in starts(after), replica.name
-            assert answer_starts(after) == truth(live_sandbox, ALICE_30, *days(*WEEK))
+        await _all_drop(live_sandbox, (a, b), cut_off)
 
 
 async def test_an_idle_replica_replays_its_invalidations_once_redis_answers(
@@ -363,10 +368,8 @@ async def test_an_idle_replica_replays_its_invalidations_once_redis_answers(
     async with running_replicas(
         3, cache_url=partition.url(), calcom_url=live_sandbox.url
     ) as replicas:
-        a, b, c = replicas
-        week = await get(a, ALICE_30, WEEK)
-        for replica in (b, c):
-            await get(replica, ALICE_30, WEEK)
+        _, b, c = replicas
+        week = await _warm(replicas)
         partition.cut()
         cut_off = book_one(live_sandbox, week, -1)
         await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
@@ -387,10 +390,8 @@ async def test_an_idle_replica_sees_an_invalidation_made_after_a_redis_restart(
     async with running_replicas(
         3, cache_url=private_redis.url(), calcom_url=live_sandbox.url
     ) as replicas:
-        a, b, c = replicas
-        week = await get(a, ALICE_30, WEEK)
-        for replica in (b, c):
-            await get(replica, ALICE_30, WEEK)
+        _, b, c = replicas
+        week = await _warm(replicas)
         await private_redis.stop()
         await private_redis.start()  # B sees nothing of this: it gets no calls meanwhile
         await _until_reconnected([c])
