@@ -30,7 +30,7 @@ import enum
 import logging
 import secrets
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -158,6 +158,7 @@ class RedisBudget:
         background_share: float = 0.8,
         heartbeat_every: float = 10.0,
         window: float = WINDOW,
+        redis_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self.limit = limit
         self._client = client
@@ -174,12 +175,16 @@ class RedisBudget:
             limit, clock=clock, background_share=background_share, window=window
         )
         self._heartbeat: asyncio.Task[None] | None = None
+        # The store already knows when Redis is down: don't pay its timeout per call here.
+        self._redis_down = redis_down
 
     async def start(self) -> None:
         await self._beat()
         self._heartbeat = asyncio.create_task(self._beat_forever())
 
     async def acquire(self, priority: Priority = Priority.INTERACTIVE) -> bool:
+        if self._redis_down():
+            return await self._local_share(priority)
         now_ms = int(self._clock() * 1000)
         allowed = _allowed(self.limit, priority, self._background_share)
         member = f"{now_ms}:{secrets.token_hex(6)}"
@@ -198,8 +203,11 @@ class RedisBudget:
             )
         except (RedisError, OSError) as exc:
             logger.debug("budget in Redis unavailable (%s): using this replica's share", exc)
-            self._fallback.limit = max(1, self.limit // self._replicas)
-            return await self._fallback.acquire(priority)
+            return await self._local_share(priority)
+
+    async def _local_share(self, priority: Priority) -> bool:
+        self._fallback.limit = max(1, self.limit // self._replicas)
+        return await self._fallback.acquire(priority)
 
     async def pause(self, seconds: float) -> None:
         await self._fallback.pause(seconds)

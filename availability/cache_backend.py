@@ -55,7 +55,13 @@ async def open_cache_backend(
         tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets)
         await tiered.start()
         stack.push_async_callback(tiered.close)
-        redis_budget = RedisBudget(shared.client, rate_limit, clock=clock, prefix=prefix)
+        redis_budget = RedisBudget(
+            shared.client,
+            rate_limit,
+            clock=clock,
+            prefix=prefix,
+            redis_down=lambda: tiered.degraded,
+        )
         await redis_budget.start()
         stack.push_async_callback(redis_budget.close)
         yield CacheBackend(tiered, redis_budget, tiered)

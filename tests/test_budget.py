@@ -129,3 +129,12 @@ async def test_cal_com_429_pauses_the_budget_for_its_reset() -> None:
     clock.advance(20)
     assert await upstream.fetch_slots(ET, day, day)
     assert len(fake.calls) == 2
+
+
+async def test_replica_known_cut_off_uses_its_share_without_asking_redis(
+    client: aioredis.Redis,
+) -> None:
+    budget = RedisBudget(client, 12, clock=ManualClock(0), redis_down=lambda: True)
+    budget._replicas = 4
+    assert await take(budget, 10, Priority.INTERACTIVE) == 3
+    assert await client.zcard("av1:budget") == 0  # nothing was taken from the shared window
