@@ -2,7 +2,7 @@
 
 The service talks to this app through the very adapter it uses for the real
 Cal.com, so the app reproduces the behaviour that adapter must cope with (see
-``/work/shared/calcom/README.md``): the ``cal-api-version`` routing, the
+``../shared/calcom/README.md`` beside the repository): the ``cal-api-version`` routing, the
 end-of-range trap, Cal.com's error envelope, per-key throttling with its
 headers, and a realistic latency. On top it offers what the real one cannot:
 a request log (to prove cache hits make no upstream call), injected faults,

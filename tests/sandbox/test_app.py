@@ -24,7 +24,8 @@ from availability.sandbox import RunningSandbox, Sandbox, default_calendar, serv
 
 __all__: list[str] = []
 
-SPECS = Path("/work/shared/calcom")
+# The repository and shared/ are siblings.
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "calcom"
 NOW = datetime(2026, 11, 23, 6, tzinfo=UTC).timestamp()  # Monday 06:00 UTC
 SLOTS_HEADERS = {"cal-api-version": "2024-09-04"}
 EVENT_TYPE_HEADERS = {"cal-api-version": "2024-06-14"}
