@@ -10,7 +10,6 @@ fetched, when it expires, and the version stamp read before its fetch began.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +37,6 @@ class Bucket:
         """Index of the first slot (from ``lo``) starting at or after ``instant``."""
         # A 1-tuple sorts before every Slot with the same start: bisect on starts alone.
         return bisect_left(self.slots, (instant,), lo, len(self.slots) if hi is None else hi)
-
-    def starting_in(self, lo: float, hi: float) -> Sequence[Slot]:
-        """The slots whose start lies in ``[lo, hi)``."""
-        first = self.index_at(lo)
-        return self.slots[first : self.index_at(hi, first)]
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-safe data, for stores that serialise (never pickle)."""

@@ -211,10 +211,6 @@ class SlotCache:
             upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl, lease_ttl=lease_ttl
         )
 
-    @property
-    def ttl_policy(self) -> TieredTtl:
-        return self._ttl
-
     async def get_slots(self, query: SlotsQuery, *, timeout: float | None = None) -> SlotsAnswer:
         """Slots of ``query``; raises :class:`UpstreamError` when they cannot be had."""
         now = self._clock()

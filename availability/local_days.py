@@ -23,7 +23,6 @@ __all__ = [
     "SlotRun",
     "group_by_local_date",
     "utc_day",
-    "utc_day_start",
     "utc_days",
 ]
 
@@ -56,10 +55,6 @@ class LocalDay:
 
 def utc_day(instant: float) -> date:
     return datetime.fromtimestamp(instant, UTC).date()
-
-
-def utc_day_start(day: date) -> float:
-    return datetime.combine(day, time(), UTC).timestamp()
 
 
 def utc_days(lo: float, hi: float) -> list[date]:

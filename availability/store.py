@@ -20,7 +20,7 @@ from aiocache import SimpleMemoryCache
 
 from availability.buckets import Bucket
 
-__all__ = ["AiocacheStore", "CacheStore", "Usable", "memory_store"]
+__all__ = ["CacheStore", "MemoryStore", "Usable", "memory_store"]
 
 Usable = Callable[[int, Bucket, Sequence[int | None]], bool]
 """Whether bucket number ``i`` may be served given the versions just read.
@@ -68,18 +68,18 @@ class CacheStore(Protocol):
     async def close(self) -> None: ...
 
 
-class AiocacheStore:
-    """A :class:`CacheStore` over an aiocache cache.
+class MemoryStore:
+    """A :class:`CacheStore` in this process: aiocache's :class:`SimpleMemoryCache`.
 
-    With the in-process :class:`SimpleMemoryCache` buckets are kept as the
-    immutable :class:`Bucket` objects themselves: nothing to parse on a hit and
-    nothing a reader could mutate. ``serialize=True`` stores
-    :meth:`Bucket.to_json` data instead, for caches that leave the process.
+    Buckets are kept as the immutable :class:`Bucket` objects themselves:
+    nothing to parse on a hit and nothing a reader could mutate. (Redis has
+    its own store, :mod:`availability.redis_store`, which speaks JSON.)
     """
 
-    def __init__(self, cache: Any, *, serialize: bool = False) -> None:
-        self._cache = cache
-        self._serialize = serialize
+    def __init__(self) -> None:
+        # timeout=None: aiocache would otherwise wrap every call in asyncio.wait_for,
+        # a task per cache hit, for a dict lookup that cannot block.
+        self._cache = SimpleMemoryCache(timeout=None)
 
     async def read(
         self,
@@ -89,14 +89,13 @@ class AiocacheStore:
     ) -> tuple[list[Bucket | None], list[int | None]]:
         values = await self._cache.multi_get([*bucket_keys, *version_keys])
         split = len(bucket_keys)
-        buckets = [self._decode(v) for v in values[:split]]
+        buckets: list[Bucket | None] = list(values[:split])
         versions = [None if v is None else int(v) for v in values[split:]]
         return buckets, versions
 
     async def write(self, entries: Sequence[tuple[str, Bucket, float]]) -> None:
         for key, bucket, ttl in entries:
-            value = bucket.to_json() if self._serialize else bucket
-            await self._cache.set(key, value, ttl=ttl)
+            await self._cache.set(key, bucket, ttl=ttl)
 
     async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
         for key in keys:
@@ -129,14 +128,7 @@ class AiocacheStore:
     async def close(self) -> None:
         await self._cache.close()
 
-    def _decode(self, value: Any) -> Bucket | None:
-        if value is None or isinstance(value, Bucket):
-            return value
-        return Bucket.from_json(value)
 
-
-def memory_store() -> AiocacheStore:
+def memory_store() -> MemoryStore:
     """The embedded single-process store."""
-    # timeout=None: aiocache would otherwise wrap every call in asyncio.wait_for,
-    # a task per cache hit, for a dict lookup that cannot block.
-    return AiocacheStore(SimpleMemoryCache(timeout=None))
+    return MemoryStore()

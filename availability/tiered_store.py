@@ -114,6 +114,7 @@ class TieredStore:
             else [self._buckets.get_recent(k) for k in bucket_keys]
         )
         absent = [i for i, b in enumerate(buckets) if b is None]
+        fetched = set(absent)
         shared = await self._try(
             lambda: self._shared.read([bucket_keys[i] for i in absent], version_keys)
         )
@@ -131,7 +132,7 @@ class TieredStore:
             outdated = [
                 i
                 for i, bucket in enumerate(buckets)
-                if i not in absent and bucket is not None and not usable(i, bucket, versions)
+                if i not in fetched and bucket is not None and not usable(i, bucket, versions)
             ]
             if outdated:
                 await self._refresh_local(bucket_keys, outdated, buckets)

@@ -29,18 +29,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from availability.sandbox import RunningSandbox, SandboxError, serve_sandbox
 from availability.v1 import availability_pb2 as pb
+from tests.redis_db import flushed_url
 from tests.replicas import Replica, running_replicas
 
 __all__ = ["main"]
 
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
+REDIS_DB = 15
 # Popularity ranks: the team's intro call first, the never-available type last.
 EVENT_TYPES = (1001, 1005, 1002, 1003, 1004, 1007, 1006)
 ZONES = ("", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
@@ -199,21 +199,12 @@ class Load:
                 self.phase.bookings += 1
 
 
-def flush() -> str:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
-
-
 async def run_phase(count: int, tier: str, args: argparse.Namespace, seed: int) -> Phase:
     phase = Phase(count, tier)
     env = {}
     if tier == "redis":
         env["AVAILABILITY_LOCAL_CACHE_BUCKETS"] = "0"
-    cache_url = flush()
+    cache_url = flushed_url(REDIS_DB)
     try:
         async with (
             serve_sandbox(latency=(0.3, 0.8), rate_limit_per_minute=120, seed=seed) as sandbox,
@@ -241,7 +232,7 @@ async def run_phase(count: int, tier: str, args: argparse.Namespace, seed: int) 
             phase.throttled = sandbox.requests.calls(None, status=429)
             phase.degraded = sum(r.log.count("Redis unreachable") for r in fleet)
     finally:
-        flush()
+        flushed_url(REDIS_DB)
     return phase
 
 

@@ -17,8 +17,13 @@ def test_json_round_trip_is_plain_data() -> None:
     assert Bucket.from_json(json.loads(text)) == bucket
 
 
-def test_starting_in_is_half_open() -> None:
+def test_index_at_gives_half_open_ranges() -> None:
     bucket = Bucket(0, 1, 0, tuple(Slot(s, s + 10) for s in (100, 200, 300)))
-    assert [s.start for s in bucket.starting_in(100, 300)] == [100, 200]
-    assert [s.start for s in bucket.starting_in(101, 301)] == [200, 300]
-    assert list(bucket.starting_in(400, 500)) == []
+
+    def starting_in(lo: float, hi: float) -> list[int]:
+        first = bucket.index_at(lo)
+        return [s.start for s in bucket.slots[first : bucket.index_at(hi, first)]]
+
+    assert starting_in(100, 300) == [100, 200]
+    assert starting_in(101, 301) == [200, 300]
+    assert starting_in(400, 500) == []

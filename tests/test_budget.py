@@ -18,9 +18,10 @@ from availability.budget import (
 )
 from availability.clock import ManualClock
 from availability.upstream import UpstreamThrottled
+from tests.conftest import NOW
 from tests.fake_upstream import FakeUpstream
 from tests.redis_db import flushed_url
-from tests.test_cache import ET, NOW, at
+from tests.test_cache import ET, at
 
 DB = 10
 

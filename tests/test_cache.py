@@ -18,7 +18,6 @@ from availability.upstream import EventTypeNotFound, UpstreamUnavailable
 from tests.fake_upstream import FakeUpstream
 
 ET = 1001
-NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday
 
 
 def at(text: str) -> int:
@@ -35,11 +34,6 @@ def starts(answer_days: list[tuple[str, list[int]]]) -> list[tuple[str, list[int
 
 def flat(answer: object) -> list[int]:
     return [slot.start for day in answer.days for slot in day.slots]  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(NOW.timestamp())
 
 
 @pytest.fixture

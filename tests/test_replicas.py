@@ -255,6 +255,15 @@ async def _until_reconnected(replicas: list[Replica], timeout: float = 10.0) -> 
     await poll(all_back, timeout, "every replica reconnects to Redis")
 
 
+async def _book_and_report(
+    live_sandbox: RunningSandbox, week: pb.GetSlotsResponse, replica: Replica
+) -> int:
+    """Book the week's last slot and report it on ``replica``, waiting out an outage."""
+    taken = book_one(live_sandbox, week, -1)
+    await invalidate(replica, ALICE_30, taken, taken + 1800, deadline=OUTAGE_DEADLINE)
+    return taken
+
+
 async def _warm(replicas: list[Replica]) -> pb.GetSlotsResponse:
     """Alice's week read on every replica (fetched on the first, shared after)."""
     week = await get(replicas[0], ALICE_30, WEEK)
@@ -292,8 +301,7 @@ async def test_replicas_ride_out_a_redis_restart_and_share_again_afterwards(
         assert all(r.process.returncode is None for r in replicas)
 
         # An invalidation while Redis is down: honoured at once where it was made...
-        cut_off = book_one(live_sandbox, week, -1)
-        await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
+        cut_off = await _book_and_report(live_sandbox, week, c)
         assert cut_off not in await _read_within(c, ALICE_30, WEEK)
 
         await private_redis.start()  # same port, empty
@@ -329,8 +337,7 @@ async def test_reads_keep_their_deadline_while_redis_hangs(
             assert await _read_within(replica, ALICE_30, WEEK) == starts(week)
             await _read_within(replica, ALICE_30, (8, 3))
             await _read_within(replica, DANA_30, WEEK)
-        cut_off = book_one(live_sandbox, week, -1)
-        await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
+        cut_off = await _book_and_report(live_sandbox, week, c)
         assert cut_off not in await _read_within(c, ALICE_30, WEEK)
         private_redis.thaw()
 
@@ -349,8 +356,7 @@ async def test_an_invalidation_taken_during_a_partition_is_replayed_to_the_fleet
         week = await _warm(replicas)
 
         partition.cut()
-        cut_off = book_one(live_sandbox, week, -1)
-        await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
+        cut_off = await _book_and_report(live_sandbox, week, c)
         assert cut_off not in await _read_within(c, ALICE_30, WEEK)
         await _read_within(a, ALICE_30, WEEK)  # A notices the outage too; B stays idle
         partition.heal()
@@ -371,8 +377,7 @@ async def test_an_idle_replica_replays_its_invalidations_once_redis_answers(
         _, b, c = replicas
         week = await _warm(replicas)
         partition.cut()
-        cut_off = book_one(live_sandbox, week, -1)
-        await invalidate(c, ALICE_30, cut_off, cut_off + 1800, deadline=OUTAGE_DEADLINE)
+        cut_off = await _book_and_report(live_sandbox, week, c)
         partition.heal()
 
         # C gets no more calls: only C can tell Redis about the booking, on its own.

@@ -20,16 +20,11 @@ from availability.tiered_store import TieredStore
 from tests.fake_upstream import FakeUpstream
 from tests.redis_db import flushed_url
 from tests.replicas import RedisServer
-from tests.test_cache import ET, NOW, at, flat
+from tests.test_cache import ET, at, flat
 
 DB = 11
 DAY = SlotsQuery(ET, at("2026-11-24T00:00"), at("2026-11-25T00:00"))
 BOOKED = at("2026-11-24T09:00")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(NOW.timestamp())
 
 
 @pytest.fixture
