@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from availability.auth import load_api_tokens
-from availability.tls import TlsFiles
+from availability.transport.grpc.tls import TlsFiles
+from availability.transport.grpc.tokens import load_api_tokens
 
 __all__ = ["Settings"]
 

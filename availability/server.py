@@ -19,32 +19,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from availability.auth import AuthInterceptor, load_api_tokens
-from availability.budget import BudgetedUpstream
-from availability.cache import SlotCache
-from availability.cache_backend import open_cache_backend
-from availability.calcom import CalcomUpstream
-from availability.clock import Clock, system_clock
+from availability.adapters.calcom.client import CalcomUpstream
+from availability.adapters.stores.backend import open_cache_backend
 from availability.config import Settings
-from availability.decoding import MalformedRequestInterceptor
-from availability.http_app import WEBHOOK_PATH, http_app
-from availability.http_server import serve_asgi
-from availability.keys import KeySchema
+from availability.core.cache import SlotCache
+from availability.core.clock import Clock, system_clock
+from availability.core.keys import KeySchema
+from availability.core.ttl import TieredTtl
+from availability.resilience.budget import BudgetedUpstream
 from availability.sandbox import serve_sandbox
-from availability.service import AvailabilityService, rpc_handlers
-from availability.tls import TlsFiles, server_credentials
-from availability.ttl import TieredTtl
-from availability.v1 import availability_pb2 as pb
-from availability.webhooks import CalcomWebhooks
+from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
+from availability.transport.grpc.interceptors import AuthInterceptor, MalformedRequestInterceptor
+from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
+from availability.transport.grpc.tls import TlsFiles, server_credentials
+from availability.transport.grpc.tokens import load_api_tokens
+from availability.transport.http.app import WEBHOOK_PATH, http_app
+from availability.transport.http.serving import serve_asgi
+from availability.transport.http.webhooks import CalcomWebhooks
 
 __all__ = ["RunningService", "open_service", "run"]
 
 logger = logging.getLogger("availability")
-
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +51,7 @@ class RunningService:
     """The bound gRPC port (useful with port 0)."""
     cache: SlotCache
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: HealthServicer
     calcom_url: str
     http_port: int
     """The bound HTTP port (webhook and probes)."""
@@ -94,6 +92,7 @@ async def open_service(
             logger.info(
                 "no Cal.com URL configured: serving the built-in sandbox upstream at %s", calcom_url
             )
+        keys = KeySchema(settings.cache_prefix)
         api_key = settings.calcom_api_key
         upstream = CalcomUpstream(
             calcom_url,
@@ -106,7 +105,7 @@ async def open_service(
                 settings.cache_url,
                 clock=clock,
                 rate_limit=settings.calcom_rate_limit,
-                prefix=settings.cache_prefix,
+                keys=keys,
                 max_local_buckets=settings.local_cache_buckets,
             )
         )
@@ -114,7 +113,7 @@ async def open_service(
             BudgetedUpstream(upstream, backend.budget),
             backend.store,
             clock=clock,
-            keys=KeySchema(settings.cache_prefix),
+            keys=keys,
             lease_ttl=settings.upstream_timeout,
             ttl=TieredTtl(
                 empty=settings.ttl_empty,
@@ -142,10 +141,10 @@ async def open_service(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
         )
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
-        health_servicer = _Health()
+        health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         http = await stack.enter_async_context(_serve_http(settings, cache, health_servicer))
         tls = _tls(settings)
@@ -169,32 +168,6 @@ async def open_service(
             await running.stop(settings.shutdown_grace, settings.shutdown_drain)
 
 
-class _Health(health.aio.HealthServicer):
-    """gRPC health, whose state also answers the HTTP readiness probe."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._serving: set[str] = set()
-        self._closing = False
-
-    async def set(self, service: str, status: int) -> None:
-        await super().set(service, status)
-        if self._closing:
-            return  # the parent ignores changes after shutdown began, and so do we
-        if status == health_pb2.HealthCheckResponse.SERVING:
-            self._serving.add(service)
-        else:
-            self._serving.discard(service)
-
-    async def enter_graceful_shutdown(self) -> None:
-        self._closing = True
-        self._serving.clear()
-        await super().enter_graceful_shutdown()
-
-    def serving(self, service: str = SERVICE_NAME) -> bool:
-        return service in self._serving
-
-
 def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     """Authentication first: an unauthenticated call is refused before its bytes are parsed."""
     secret = settings.api_tokens
@@ -215,7 +188,9 @@ def _tls(settings: Settings) -> TlsFiles | None:
 
 
 @contextlib.asynccontextmanager
-async def _serve_http(settings: Settings, cache: SlotCache, health: _Health) -> AsyncIterator[int]:
+async def _serve_http(
+    settings: Settings, cache: SlotCache, health: HealthServicer
+) -> AsyncIterator[int]:
     """Serve the webhook and the probes; yields the bound port."""
     secret = settings.webhook_secret
     webhooks = CalcomWebhooks(

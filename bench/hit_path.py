@@ -3,7 +3,7 @@
 Drives the real SlotCache (in-memory store) over the sandbox's calendar on a
 frozen clock, so only the hit path is measured, no I/O. Prints microseconds
 per hit for a 1-day, 7-day and 30-day range, split into the core
-(``SlotCache.get_slots``) and the response bytes (``service._response``).
+(``SlotCache.get_slots``) and the response bytes (``transport.grpc.wire.encode_slots_response``).
 
     .venv/bin/python bench/hit_path.py [--hits 5000]
 """
@@ -18,13 +18,13 @@ from datetime import UTC, date, datetime
 from datetime import time as day_time
 from zoneinfo import ZoneInfo
 
-from availability.cache import SlotCache, SlotsQuery
-from availability.clock import ManualClock
+from availability.adapters.stores.memory import MemoryStore
+from availability.core.cache import SlotCache, SlotsQuery
+from availability.core.clock import ManualClock
+from availability.core.ports import EventTypeInfo
+from availability.core.slots import Slot
 from availability.sandbox import SandboxCalendar, default_calendar
-from availability.service import _response
-from availability.slots import Slot
-from availability.store import memory_store
-from availability.upstream import EventTypeInfo
+from availability.transport.grpc.wire import encode_slots_response
 
 NOW = datetime(2026, 11, 23, 6, tzinfo=UTC).timestamp()
 
@@ -55,12 +55,12 @@ class CalendarUpstream:
         self, event_type_id: int, *, timeout: float | None = None
     ) -> EventTypeInfo:
         et = self._calendar.event_type(event_type_id)
-        return EventTypeInfo(event_type_id, et.length_minutes, frozenset(et.host_ids))
+        return EventTypeInfo(event_type_id, frozenset(et.host_ids))
 
 
 async def measure(hits: int) -> None:
     clock = ManualClock(NOW)
-    cache = SlotCache(CalendarUpstream(default_calendar(clock)), memory_store(), clock=clock)
+    cache = SlotCache(CalendarUpstream(default_calendar(clock)), MemoryStore(), clock=clock)
     print(f"{'range':>6} {'slots':>6} {'core us':>8} {'encode us':>10} {'bytes':>6}")
     for days in (1, 7, 30):
         query = SlotsQuery(1001, NOW, NOW + days * 86_400, ZoneInfo("Europe/Berlin"))
@@ -71,7 +71,7 @@ async def measure(hits: int) -> None:
         core = (time.perf_counter() - started) / hits
         started = time.perf_counter()
         for _ in range(hits):
-            body = _response(answer)
+            body = encode_slots_response(answer)
         encode = (time.perf_counter() - started) / hits
         slots = sum(len(day.slots) for day in answer.days)
         print(f"{days:>5}d {slots:>6} {core * 1e6:>8.1f} {encode * 1e6:>10.1f} {len(body):>6}")

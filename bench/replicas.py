@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from availability.sandbox import RunningSandbox, SandboxError, serve_sandbox
 from availability.v1 import availability_pb2 as pb
-from tests.redis_db import flushed_url
-from tests.replicas import Replica, running_replicas
+from tests.helpers.redis_db import flushed_url
+from tests.helpers.replicas import Replica, running_replicas
 
 __all__ = ["main"]
 

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from availability.clock import ManualClock
 from availability.config import Settings
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox, serve_sandbox
 from availability.server import RunningService, open_service
 from availability.v1 import availability_pb2_grpc as pb_grpc
+from tests.helpers.redis_db import MISSING_REDIS, redis_server_binary
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday, before anyone's working hours
 
@@ -58,3 +59,10 @@ async def channel(service: RunningService) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> pb_grpc.AvailabilityServiceAsyncStub:
     return pb_grpc.AvailabilityServiceStub(channel)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fail at once, in one line, rather than skip: a suite that silently skipped its Redis
+    # tests would pass on a machine that never exercised the shared tier.
+    if redis_server_binary() is None:
+        pytest.exit(MISSING_REDIS, returncode=4)

@@ -36,10 +36,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from availability.cache import InvalidationScope, SlotCache, SlotsQuery, Source
-from availability.calcom import CalcomUpstream
-from availability.clock import ManualClock
-from availability.redis_store import RedisStore
+from availability.adapters.calcom.client import CalcomUpstream
+from availability.adapters.stores.memory import MemoryStore
+from availability.adapters.stores.redis_store import RedisStore
+from availability.adapters.stores.tiered import TieredStore
+from availability.core.cache import InvalidationScope, SlotCache, SlotsQuery, Source
+from availability.core.clock import ManualClock
+from availability.core.ports import CacheStore
+from availability.core.slots import Slot
+from availability.core.ttl import TieredTtl
 from availability.sandbox import (
     RunningSandbox,
     SandboxCalendar,
@@ -47,12 +52,8 @@ from availability.sandbox import (
     default_calendar,
     serve_sandbox,
 )
-from availability.slots import Slot
-from availability.store import CacheStore, memory_store
-from availability.tiered_store import TieredStore
-from availability.ttl import TieredTtl
 from tests.conftest import NOW
-from tests.redis_db import flushed_url
+from tests.helpers.redis_db import flushed_url
 
 T = TypeVar("T")
 
@@ -117,7 +118,7 @@ class CacheModel(RuleBasedStateMachine):
         self.world.sandbox.sandbox.calendar = default_calendar(self.clock)
         self.stores: list[CacheStore] = []
         if self.redis_url is None:
-            self.stores.append(memory_store())
+            self.stores.append(MemoryStore())
         else:
             flushed_url(REDIS_DB)
             for _ in range(2):

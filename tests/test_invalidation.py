@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from availability.clock import ManualClock
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc

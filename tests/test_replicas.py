@@ -25,8 +25,8 @@ import pytest
 
 from availability.sandbox import RunningSandbox, serve_sandbox
 from availability.v1 import availability_pb2 as pb
-from tests.redis_db import flushed_url
-from tests.replicas import Partition, RedisServer, Replica, running_replicas
+from tests.helpers.redis_db import flushed_url
+from tests.helpers.replicas import Partition, RedisServer, Replica, running_replicas
 from tests.test_server import answer_starts, request, truth, ts
 
 ALICE_30, ALICE_60, DANA_30 = 1001, 1002, 1007

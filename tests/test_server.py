@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
-from availability.clock import ManualClock
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.server import RunningService
 from availability.v1 import availability_pb2 as pb

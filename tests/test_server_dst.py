@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from availability.clock import ManualClock
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.test_server import answer_starts, request, truth

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from availability.clock import Clock
+from availability.core.clock import Clock
 from availability.sandbox.calendar import (
     Booking,
     EventType,

@@ -46,8 +46,8 @@ from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from availability.clock import Clock
-from availability.slots import Seats, Slot
+from availability.core.clock import Clock
+from availability.core.slots import Seats, Slot
 
 __all__ = [
     "Booking",

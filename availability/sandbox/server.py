@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from availability.clock import Clock, system_clock
-from availability.http_server import serve_asgi
+from availability.core.clock import Clock, system_clock
 from availability.sandbox.app import Hold, RequestLog, Sandbox
 from availability.sandbox.calendar import SandboxCalendar, default_calendar
+from availability.transport.http.serving import serve_asgi
 
 __all__ = ["RunningSandbox", "serve_sandbox"]
 

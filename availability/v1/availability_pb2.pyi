@@ -234,7 +234,10 @@ Global___Seats: _TypeAlias = Seats  # noqa: Y015
 
 @_typing.final
 class Freshness(_message.Message):
-    """Describes the oldest cached bucket the answer was built from."""
+    """Where an answer came from and how old it is. The rule: source is STALE
+    if any bucket used was stale, else UPSTREAM if any bucket was fetched for
+    this call, else CACHE; age and fetched_at describe the oldest bucket used.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -249,10 +252,13 @@ class Freshness(_message.Message):
         SOURCE_CACHE: Freshness._Source.ValueType  # 1
         """Every bucket came from the cache and was within its TTL."""
         SOURCE_UPSTREAM: Freshness._Source.ValueType  # 2
-        """At least one bucket was fetched from Cal.com for this call."""
+        """At least one bucket was fetched from Cal.com for this call, and none
+        was stale.
+        """
         SOURCE_STALE: Freshness._Source.ValueType  # 3
-        """Cal.com was unavailable; at least one bucket is past its TTL (but not
-        invalidated) and was served within the server's staleness bound.
+        """At least one bucket is past its TTL (but not invalidated) and was
+        served within the server's staleness bound, because Cal.com was
+        unavailable or would not answer within the caller's deadline.
         """
 
     class Source(_Source, metaclass=_SourceEnumTypeWrapper):
@@ -263,17 +269,22 @@ class Freshness(_message.Message):
     SOURCE_CACHE: Freshness.Source.ValueType  # 1
     """Every bucket came from the cache and was within its TTL."""
     SOURCE_UPSTREAM: Freshness.Source.ValueType  # 2
-    """At least one bucket was fetched from Cal.com for this call."""
+    """At least one bucket was fetched from Cal.com for this call, and none
+    was stale.
+    """
     SOURCE_STALE: Freshness.Source.ValueType  # 3
-    """Cal.com was unavailable; at least one bucket is past its TTL (but not
-    invalidated) and was served within the server's staleness bound.
+    """At least one bucket is past its TTL (but not invalidated) and was
+    served within the server's staleness bound, because Cal.com was
+    unavailable or would not answer within the caller's deadline.
     """
 
     SOURCE_FIELD_NUMBER: _builtins.int
     AGE_FIELD_NUMBER: _builtins.int
     FETCHED_AT_FIELD_NUMBER: _builtins.int
     source: Global___Freshness.Source.ValueType
-    """Where the oldest bucket used came from."""
+    """STALE if any bucket was stale, else UPSTREAM if any was fetched for
+    this call, else CACHE.
+    """
     @_builtins.property
     def age(self) -> _duration_pb2.Duration:
         """How long before this answer the oldest bucket used was fetched."""

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from openapi_schema_validator import OAS30Validator
 
-from availability.clock import ManualClock
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox, Sandbox, default_calendar, serve_sandbox
+from tests.helpers.calcom_fixtures import event_types_spec, slots_spec
 
 __all__: list[str] = []
 
-# The repository and shared/ are siblings.
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "calcom"
 NOW = datetime(2026, 11, 23, 6, tzinfo=UTC).timestamp()  # Monday 06:00 UTC
 SLOTS_HEADERS = {"cal-api-version": "2024-09-04"}
 EVENT_TYPE_HEADERS = {"cal-api-version": "2024-06-14"}
@@ -591,7 +588,7 @@ async def test_booking_input_errors(client: httpx.AsyncClient) -> None:
 
 
 def slots_200_schema() -> Json:
-    spec = json.loads((SPECS / "openapi-v2-slots.json").read_text())
+    spec = slots_spec()
     schema: Json = spec["paths"]["/v2/slots"]["get"]["responses"]["200"]["content"][
         "application/json"
     ]["schema"]
@@ -622,8 +619,7 @@ def nullable_refs(node: Any) -> Any:
 @functools.cache
 def component_validator(name: str) -> OAS30Validator:
     """A validator for one component schema, resolving its $refs within the whole spec."""
-    spec = json.loads((SPECS / "openapi-v2.json").read_text())
-    components = nullable_refs(spec["components"])
+    components = nullable_refs(event_types_spec()["components"])
     return OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": components})
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from availability.clock import ManualClock
+from availability.core.clock import ManualClock
+from availability.core.slots import Seats, Slot
 from availability.sandbox.calendar import (
     EventType,
     Host,
@@ -20,7 +21,6 @@ from availability.sandbox.calendar import (
     UnknownEventType,
     default_calendar,
 )
-from availability.slots import Seats, Slot
 
 __all__: list[str] = []
 

@@ -1,0 +1,247 @@
+"""A bounded in-process tier in front of the shared Redis store.
+
+Coherence across replicas comes from versions, not from evicting copies:
+every read fetches the versions from Redis in the same ``MGET`` as the
+buckets this process does not hold, and a local bucket is served only if the
+core's ``usable`` check passes against those versions. So after
+``InvalidateSlots`` returns on any replica, no replica serves a bucket
+fetched before it, without a pub/sub bus whose messages can be lost. A local
+copy that fails the check (invalidated, or expired while another replica
+refreshed Redis) costs one more ``MGET`` for just those keys.
+
+Redis outage: reads go on from the local tier, judged against the last
+versions seen (and locally seeded ones for keys never seen); invalidations
+bump those local versions, so this replica never serves what it was told is
+gone, and are replayed to Redis when it answers again, which makes the
+cluster coherent again. While down, Redis is retried at most every
+``retry_after`` seconds so that a dead Redis does not add its timeout to
+every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from availability.adapters.stores.redis_store import REDIS_ERRORS, RedisStore
+from availability.core.buckets import Bucket
+from availability.core.clock import Clock
+from availability.core.ports import Usable
+
+__all__ = ["TieredStore"]
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+
+class _Lru(OrderedDict[K, V]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def get_recent(self, key: K) -> V | None:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class TieredStore:
+    def __init__(
+        self,
+        shared: RedisStore,
+        *,
+        clock: Clock,
+        max_local_buckets: int = 10_000,
+        retry_after: float = 1.0,
+    ) -> None:
+        self._shared = shared
+        self._clock = clock
+        self._buckets: _Lru[str, Bucket] = _Lru(max_local_buckets)
+        # Versions and records last seen in Redis: what the local tier is judged by when it is down.
+        self._versions: _Lru[str, int] = _Lru(max_local_buckets * 4)
+        self._records: _Lru[str, Any] = _Lru(max_local_buckets)
+        self._retry_after = retry_after
+        self._down_since: float | None = None
+        self._next_try = 0.0
+        self._unsent_bumps: dict[str, tuple[int, float]] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Watch Redis while it is unreachable, so that even a replica that gets no
+        calls replays its invalidations as soon as Redis answers again."""
+        self._watch = asyncio.create_task(self._watch_while_down())
+
+    async def _watch_while_down(self) -> None:
+        while True:
+            await asyncio.sleep(self._retry_after)
+            if self._down_since is not None and self._clock() >= self._next_try:
+                await self._replay()
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and this replica runs on its local tier."""
+        return self._down_since is not None
+
+    async def read(
+        self,
+        bucket_keys: Sequence[str],
+        version_keys: Sequence[str],
+        usable: Usable | None = None,
+    ) -> tuple[list[Bucket | None], list[int | None]]:
+        # With no check to judge them by, local copies must not shadow Redis: a
+        # caller polling for another replica's fresh bucket would never see it.
+        buckets: list[Bucket | None] = (
+            [None] * len(bucket_keys)
+            if usable is None
+            else [self._buckets.get_recent(k) for k in bucket_keys]
+        )
+        absent = [i for i, b in enumerate(buckets) if b is None]
+        fetched = set(absent)
+        shared = await self._try(
+            lambda: self._shared.read([bucket_keys[i] for i in absent], version_keys)
+        )
+        if isinstance(shared, _Down):
+            return buckets, [self._versions.get_recent(k) for k in version_keys]
+        remote, versions = shared
+        for key, value in zip(version_keys, versions, strict=True):
+            if value is not None:
+                self._versions.put(key, value)
+        for i, bucket in zip(absent, remote, strict=True):
+            if bucket is not None:
+                buckets[i] = bucket
+                self._buckets.put(bucket_keys[i], bucket)
+        if usable is not None:
+            outdated = [
+                i
+                for i, bucket in enumerate(buckets)
+                if i not in fetched and bucket is not None and not usable(i, bucket, versions)
+            ]
+            if outdated:
+                await self._refresh_local(bucket_keys, outdated, buckets)
+        return buckets, versions
+
+    async def _refresh_local(
+        self, keys: Sequence[str], indexes: list[int], buckets: list[Bucket | None]
+    ) -> None:
+        fresher = await self._try(lambda: self._shared.read_buckets([keys[i] for i in indexes]))
+        if isinstance(fresher, _Down):
+            return
+        for i, bucket in zip(indexes, fresher, strict=True):
+            if bucket is not None:
+                buckets[i] = bucket
+                self._buckets.put(keys[i], bucket)
+
+    async def write(self, entries: Sequence[tuple[str, Bucket, float]]) -> None:
+        for key, bucket, _ in entries:
+            self._buckets.put(key, bucket)
+        await self._try(lambda: self._shared.write(entries))
+
+    async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
+        values = await self._try(lambda: self._shared.seed_versions(keys, seed, ttl))
+        if isinstance(values, _Down):
+            values = [self._versions.get_recent(k) or seed for k in keys]
+        for key, value in zip(keys, values, strict=True):
+            self._versions.put(key, value)
+        return values
+
+    async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
+        for key in keys:
+            known = self._versions.get_recent(key)
+            self._versions.put(key, seed if known is None else max(known + 1, seed))
+        done = await self._try(lambda: self._shared.bump_versions(keys, seed, ttl))
+        if isinstance(done, _Down):
+            for key in keys:
+                self._unsent_bumps[key] = (seed, ttl)
+
+    async def read_records(self, keys: Sequence[str]) -> list[Any]:
+        values = await self._try(lambda: self._shared.read_records(keys))
+        if isinstance(values, _Down):
+            return [self._records.get_recent(k) for k in keys]
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                self._records.put(key, value)
+        return values
+
+    async def write_record(self, key: str, record: Any, ttl: float) -> None:
+        self._records.put(key, record)
+        await self._try(lambda: self._shared.write_record(key, record, ttl))
+
+    async def lease(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        got = await self._try(lambda: self._shared.lease(keys, token, ttl))
+        # Without Redis each replica fetches for itself (its own single-flight still holds).
+        return [True] * len(keys) if isinstance(got, _Down) else got
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        await self._try(lambda: self._shared.release(keys, token))
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self._shared.close()
+
+    async def _try(self, call: Callable[[], Awaitable[T]]) -> T | _Down:
+        """Run a Redis call, or say Redis is down (and run degraded)."""
+        now = self._clock()
+        if self._down_since is not None:
+            if now < self._next_try:
+                return DOWN
+            # Replay first: a read must not judge buckets by Redis versions
+            # that lack the invalidations this replica took while cut off.
+            if not await self._replay():
+                return DOWN
+        try:
+            return await call()
+        except REDIS_ERRORS as exc:
+            self._went_down(exc)
+            return DOWN
+
+    def _went_down(self, exc: BaseException) -> None:
+        now = self._clock()
+        if self._down_since is None:
+            self._down_since = now
+            logger.warning("Redis unreachable (%s): serving from the local tier (degraded)", exc)
+        self._next_try = now + self._retry_after
+
+    async def _replay(self) -> bool:
+        unsent = dict(self._unsent_bumps)
+        try:
+            for key, (seed, ttl) in unsent.items():
+                await self._shared.bump_versions([key], seed, ttl)
+                # Replays can overlap (several calls, the watcher) and a newer bump may
+                # have been recorded meanwhile: drop only the entry just sent.
+                if self._unsent_bumps.get(key) == (seed, ttl):
+                    del self._unsent_bumps[key]
+            await self._shared.ping()
+        except REDIS_ERRORS as exc:
+            self._went_down(exc)
+            return False
+        logger.warning(
+            "Redis reachable again after %.1f s: replayed %d invalidation(s)",
+            self._clock() - (self._down_since or 0.0),
+            len(unsent),
+        )
+        self._down_since = None
+        return True
+
+
+class _Down:
+    """Redis did not answer."""
+
+
+DOWN = _Down()

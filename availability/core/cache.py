@@ -1,0 +1,565 @@
+"""The slot cache: the core every transport drives.
+
+Reading ``[start, end)`` of an event type:
+
+1. Map the range (minus what has already started) onto UTC day buckets and
+   read the buckets together with the versions that cover them.
+2. A bucket is used when its stamp equals the current sum of its versions
+   and its tier TTL has not run out on the injected clock.
+3. Missing days join an in-flight fetch for the same bucket *and the same
+   stamp*, or are fetched, each run of adjacent days in one upstream call.
+   A fetch stamps its buckets with the versions read before it began, so an
+   invalidation that lands while it is in flight makes its result invalid
+   for every later reader, and no later reader can join it.
+4. Slots are filtered to ``[max(start, now), end)`` and regrouped by local
+   date in the caller's time zone.
+
+Invalidation bumps versions instead of deleting keys: a delete loses to a
+fetch that began before it and writes afterwards; a bumped version does not.
+Stale-on-error: when the upstream is unavailable, a bucket past its TTL but
+not invalidated may be served, marked stale, for up to ``max_stale`` seconds.
+
+This module imports no transport: it is driven by the gRPC servicer, tests
+and the TTL simulator alike, and reads time only from its clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from availability.core.buckets import Bucket
+from availability.core.clock import Clock
+from availability.core.event_types import EventTypeDirectory
+from availability.core.keys import KeySchema
+from availability.core.leases import lease_token, polls
+from availability.core.local_days import DAY, LocalDay, SlotRun, group_by_local_date, utc_days
+from availability.core.ports import (
+    CacheStore,
+    EventTypeNotFound,
+    Upstream,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from availability.core.ttl import TieredTtl
+from availability.core.versions import (
+    StampCheck,
+    VersionLayout,
+    VersionSeed,
+    current_versions,
+    version_layout,
+)
+
+__all__ = [
+    "Freshness",
+    "Invalidation",
+    "InvalidationScope",
+    "SlotCache",
+    "SlotsAnswer",
+    "SlotsQuery",
+    "Source",
+]
+
+logger = logging.getLogger(__name__)
+
+_UTC = ZoneInfo("UTC")
+
+
+class Source(enum.Enum):
+    NONE = "none"
+    """No bucket was needed: the whole range lies in the past."""
+    CACHE = "cache"
+    UPSTREAM = "upstream"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsQuery:
+    event_type_id: int
+    start: float
+    """Inclusive lower bound on slot starts, epoch seconds."""
+    end: float
+    """Exclusive upper bound on slot starts, epoch seconds."""
+    time_zone: tzinfo = _UTC
+    duration_minutes: int = 0
+    fresh: bool = False
+    """Skip the cache read and fetch (the booking path's final check)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """Where an answer came from: STALE if any bucket was stale, else UPSTREAM if any was
+    fetched for it, else CACHE; ``fetched_at`` and ``age`` of the oldest bucket used."""
+
+    source: Source
+    fetched_at: float | None
+    age: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsAnswer:
+    days: list[LocalDay]
+    freshness: Freshness
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationScope:
+    """What changed. The parts add up; at least one must be set."""
+
+    event_type_id: int | None = None
+    """An event type whose bookings changed: its hosts' event types are all affected."""
+    host_ids: tuple[int, ...] = ()
+    everything: bool = False
+    start: float | None = None
+    """With ``end``: the changed range ``[start, end)``; without: every day."""
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    event_type_ids: tuple[int, ...]
+    """Event types known to this process whose buckets were invalidated."""
+    host_ids: tuple[int, ...]
+    dates: tuple[date, ...]
+    """UTC days invalidated; empty when ``all_dates``."""
+    all_dates: bool
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    """One bucket a read must fetch or join."""
+
+    day: date
+    key: str
+    stamp: int
+
+
+@dataclass(slots=True)
+class _Used:
+    bucket: Bucket
+    source: Source
+
+
+@dataclass
+class _Flights:
+    """In-flight fetches by (bucket key, stamp); one future per bucket."""
+
+    futures: dict[tuple[str, int], asyncio.Future[Bucket]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class SlotCache:
+    def __init__(
+        self,
+        upstream: Upstream,
+        store: CacheStore,
+        *,
+        clock: Clock,
+        ttl: TieredTtl | None = None,
+        max_stale: float = 300.0,
+        keys: KeySchema | None = None,
+        version_ttl: float = 7 * DAY,
+        max_invalidation_days: int = 400,
+        event_type_ttl: float = 3600.0,
+        lease_ttl: float = 10.0,
+    ) -> None:
+        self._upstream = upstream
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl or TieredTtl()
+        self._max_stale = max_stale
+        self._keys = keys or KeySchema()
+        self._version_ttl = version_ttl
+        self._max_invalidation_days = max_invalidation_days
+        self._flights = _Flights()
+        self._lease_ttl = lease_ttl
+        self._seed = VersionSeed(clock)
+        self._directory = EventTypeDirectory(
+            upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl, lease_ttl=lease_ttl
+        )
+
+    async def get_slots(self, query: SlotsQuery, *, timeout: float | None = None) -> SlotsAnswer:
+        """Slots of ``query``; raises :class:`UpstreamError` when they cannot be had."""
+        now = self._clock()
+        lo = max(query.start, now)
+        if lo >= query.end:
+            return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
+        days = utc_days(lo, query.end)
+        used = await self._buckets_for(query, days, timeout)
+        runs = []
+        for entry in used:
+            first = entry.bucket.index_at(lo)
+            runs.append(SlotRun(entry.bucket, first, entry.bucket.index_at(query.end, first)))
+        oldest = min(used, key=lambda u: u.bucket.fetched_at)
+        sources = {u.source for u in used}
+        source = next(s for s in (Source.STALE, Source.UPSTREAM, Source.CACHE) if s in sources)
+        fetched_at = oldest.bucket.fetched_at
+        freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
+        return SlotsAnswer(group_by_local_date(runs, query.time_zone), freshness)
+
+    async def invalidate(
+        self, scope: InvalidationScope, *, timeout: float | None = None
+    ) -> Invalidation:
+        """Make every bucket ``scope`` can change invalid, on every replica sharing the store.
+
+        Days that ended more than a day ago are skipped (nothing reads them);
+        a range wider than ``max_invalidation_days`` invalidates every day.
+        Raises :class:`UpstreamError` when an event type's hosts cannot be
+        learned; what could be invalidated was, and retrying is safe.
+        """
+        if scope.everything:
+            await self._bump([self._keys.everything_version()])
+            logger.debug("invalidated everything")
+            return Invalidation((), (), (), all_dates=True, everything=True)
+        hosts = set(scope.host_ids)
+        event_types: set[int] = set()
+        lookup_error: UpstreamError | None = None
+        if scope.event_type_id is not None:
+            event_types.add(scope.event_type_id)
+            try:
+                hosts.update(await self._directory.hosts(scope.event_type_id, timeout=timeout))
+            except EventTypeNotFound:
+                pass  # Cal.com has no such event type: its own versions are all there is
+            except UpstreamError as exc:
+                lookup_error = exc
+        event_types.update(self._directory.sharing(hosts))
+        days = self._invalidation_days(scope.start, scope.end)
+        keys: list[str] = []
+        if days is None:
+            if scope.event_type_id is not None:
+                keys.append(self._keys.event_type_version(scope.event_type_id))
+            keys.extend(self._keys.host_version(h) for h in sorted(hosts))
+        else:
+            for day in days:
+                if scope.event_type_id is not None:
+                    keys.append(self._keys.day_version(scope.event_type_id, day))
+                keys.extend(self._keys.host_day_version(h, day) for h in sorted(hosts))
+        await self._bump(keys)
+        logger.debug("invalidated %d version(s) for event types %s", len(keys), event_types)
+        if lookup_error is not None:
+            raise lookup_error
+        return Invalidation(
+            tuple(sorted(event_types)),
+            tuple(sorted(hosts)),
+            () if days is None else tuple(days),
+            all_dates=days is None,
+        )
+
+    def _invalidation_days(self, start: float | None, end: float | None) -> list[date] | None:
+        """The UTC days to invalidate; None for every day."""
+        if start is None or end is None:
+            return None
+        lo = max(start, self._clock() - DAY)
+        if lo >= end:
+            return []
+        if end - lo > self._max_invalidation_days * DAY:
+            return None  # checked before listing days: a range may reach year 9999
+        return utc_days(lo, end)
+
+    async def _bump(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+
+    async def close(self) -> None:
+        """Cancel fetches nobody waits for any more (shutdown)."""
+        tasks = list(self._flights.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- reading -------------------------------------------------------------
+
+    async def _buckets_for(
+        self, query: SlotsQuery, days: list[date], timeout: float | None
+    ) -> list[_Used]:
+        et, duration = query.event_type_id, query.duration_minutes
+        hosts = await self._directory.hosts(et, timeout=timeout)
+        layout = self._versions(et, hosts, days)
+        bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
+        now = self._clock()
+        buckets, versions = await self._store.read(
+            [] if query.fresh else bucket_keys, layout.keys, StampCheck(layout, now)
+        )
+        stamps = layout.stamps(
+            await current_versions(
+                self._store, layout.keys, versions, self._seed, self._version_ttl
+            )
+        )
+
+        used: list[_Used | None] = [None] * len(days)
+        stale: dict[int, Bucket] = {}
+        needs: list[tuple[int, _Need]] = []
+        for i, day in enumerate(days):
+            bucket = buckets[i] if buckets else None
+            if bucket is not None and bucket.stamp == stamps[i]:
+                if now < bucket.expires_at:
+                    used[i] = _Used(bucket, Source.CACHE)
+                    continue
+                if now < bucket.expires_at + self._max_stale:
+                    stale[i] = bucket
+            needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
+
+        if needs:
+            results = await self._fill(query, hosts, [need for _, need in needs], timeout)
+            errors: list[UpstreamError] = []
+            for (i, _), result in zip(needs, results, strict=True):
+                if isinstance(result, Bucket):
+                    used[i] = _Used(result, Source.UPSTREAM)
+                elif isinstance(result, UpstreamUnavailable) and i in stale:
+                    used[i] = _Used(stale[i], Source.STALE)
+                else:
+                    errors.append(result)
+            if errors:
+                raise errors[0]
+        return [u for u in used if u is not None]
+
+    def _versions(
+        self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
+    ) -> VersionLayout:
+        return version_layout(self._keys, event_type_id, tuple(hosts), days[0], len(days))
+
+    # -- fetching ------------------------------------------------------------
+
+    async def _fill(
+        self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need], timeout: float | None
+    ) -> list[Bucket | UpstreamError]:
+        """One result per need: its bucket, or why it could not be had."""
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future[Bucket]] = []
+        run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
+        runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
+        for need in needs:
+            flight_key = (need.key, need.stamp)
+            future = None if query.fresh else self._flights.futures.get(flight_key)
+            if future is None or future.done():  # done: its bucket was in the store already
+                future = loop.create_future()
+                future.add_done_callback(_consume_exception)
+                self._flights.futures[flight_key] = future
+                if run and (need.day - run[-1][0].day).days != 1:
+                    runs.append(run)
+                    run = []
+                run.append((need, future))
+            waiting.append(future)
+        if run:
+            runs.append(run)
+        for each in runs:
+            task = asyncio.create_task(self._claim(query, hosts, each, timeout))
+            self._flights.tasks.add(task)
+            task.add_done_callback(self._flights.tasks.discard)
+
+        results: list[Bucket | UpstreamError] = []
+        for future in waiting:
+            try:
+                # Shielded: a caller that gives up must not cancel a fetch others share.
+                results.append(await asyncio.shield(future))
+            except UpstreamError as exc:
+                results.append(exc)
+        return results
+
+    async def _claim(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        timeout: float | None,
+    ) -> None:
+        """Fetch a run of missing days, unless another replica already is.
+
+        A lease per day (key + stamp) makes one replica the fetcher; the
+        others wait for its buckets to appear, bounded by the lease, and
+        fetch whatever did not appear themselves (a holder that died).
+        """
+        token = lease_token()
+        leases = [self._keys.lease(query.event_type_id, need.key, need.stamp) for need, _ in run]
+        held: list[str] = []
+        try:
+            # A FRESH read must not take another replica's answer: it may predate the read.
+            got = (
+                [True] * len(run)
+                if query.fresh
+                else await self._store.lease(leases, token, self._lease_ttl)
+            )
+            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+            fetch = [item for item, mine in zip(run, got, strict=True) if mine]
+            if fetch and not query.fresh:
+                # Another replica may have stored these and let go of its lease between
+                # our read and our lease: a cold miss can afford one more look.
+                fetch = await self._not_stored_meanwhile(fetch)
+            others = [
+                (item, lease)
+                for item, lease, mine in zip(run, leases, got, strict=True)
+                if not mine
+            ]
+            if others:
+                fetch += await self._await_others(query, hosts, others, timeout)
+                fetch.sort(key=lambda item: item[0].day)
+            await asyncio.gather(
+                *(self._fetch_run(query, hosts, part, timeout) for part in _adjacent(fetch))
+            )
+        except Exception as exc:  # the store failed: the waiters must still hear
+            logger.warning("fetch coordination failed: %s", exc)
+            for _, future in run:
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable("cache store failure"))
+        finally:
+            for need, future in run:
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable("the fetch was abandoned"))
+                flight_key = (need.key, need.stamp)
+                if self._flights.futures.get(flight_key) is future:
+                    del self._flights.futures[flight_key]
+            if held:
+                with contextlib.suppress(Exception):
+                    await self._store.release(held, token)
+
+    async def _not_stored_meanwhile(
+        self, items: list[tuple[_Need, asyncio.Future[Bucket]]]
+    ) -> list[tuple[_Need, asyncio.Future[Bucket]]]:
+        buckets, _ = await self._store.read([need.key for need, _ in items], [])
+        now = self._clock()
+        left = []
+        for (need, future), bucket in zip(items, buckets, strict=True):
+            if bucket is not None and bucket.stamp == need.stamp and now < bucket.expires_at:
+                future.set_result(bucket)
+            else:
+                left.append((need, future))
+        return left
+
+    async def _await_others(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        others: list[tuple[tuple[_Need, asyncio.Future[Bucket]], str]],
+        timeout: float | None,
+    ) -> list[tuple[_Need, asyncio.Future[Bucket]]]:
+        """Wait for another replica's fetch; return what it did not deliver.
+
+        A bucket with our stamp ends the wait for its day; a lease that
+        vanished without one (its holder failed) or the bound ends it for
+        the rest (see :mod:`availability.core.leases`).
+        """
+        bound = self._lease_ttl if timeout is None else min(timeout, self._lease_ttl)
+        pending = others
+        async for _ in polls(bound):
+            buckets, holders = await self._store.read(
+                [need.key for (need, _), _ in pending], [lease for _, lease in pending]
+            )
+            now = self._clock()
+            still, gone = [], []
+            for ((need, future), lease), bucket, holder in zip(
+                pending, buckets, holders, strict=True
+            ):
+                if bucket is not None and bucket.stamp == need.stamp and now < bucket.expires_at:
+                    future.set_result(bucket)
+                elif holder is None:
+                    gone.append((need, future))
+                else:
+                    still.append(((need, future), lease))
+            if gone:
+                return gone + [item for item, _ in still]
+            pending = still
+            if not pending:
+                break
+        return [item for item, _ in pending]
+
+    async def _fetch_run(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        timeout: float | None,
+    ) -> None:
+        first, last = run[0][0].day, run[-1][0].day
+        started = self._clock()
+        try:
+            fetched = await self._upstream.fetch_slots(
+                query.event_type_id,
+                first,
+                last,
+                duration_minutes=query.duration_minutes,
+                timeout=timeout,
+            )
+        except UpstreamError as exc:
+            for _, future in run:
+                future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for _, future in run:
+                future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
+            raise
+        except Exception as exc:  # an adapter bug must not hang every waiter
+            logger.exception("upstream adapter failed")
+            for _, future in run:
+                future.set_exception(UpstreamUnavailable(f"upstream adapter failed: {exc}"))
+            return
+        entries: list[tuple[str, Bucket, float]] = []
+        for need, _ in run:
+            slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
+            ttl = self._ttl.ttl(need.day, len(slots), started)
+            bucket = Bucket(started, started + ttl, need.stamp, slots)
+            entries.append((need.key, bucket, ttl + self._max_stale))
+        try:
+            await self._store.write(await self._still_current(query, hosts, run, entries))
+        except Exception:
+            # The answer is still right; only the next reader pays a fetch again.
+            logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+        for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
+            future.set_result(bucket)
+
+    async def _still_current(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        entries: list[tuple[str, Bucket, float]],
+    ) -> list[tuple[str, Bucket, float]]:
+        """Drop entries invalidated while their fetch was in flight.
+
+        Readers would reject them anyway; not writing them keeps a slow,
+        outdated fetch from overwriting a newer bucket of the same day.
+        """
+        layout = self._versions(query.event_type_id, hosts, [need.day for need, _ in run])
+        _, versions = await self._store.read([], layout.keys)
+        if any(v is None for v in versions):
+            return []
+        stamps = layout.stamps([v for v in versions if v is not None])
+        return [
+            entry for entry, stamp in zip(entries, stamps, strict=True) if entry[1].stamp == stamp
+        ]
+
+
+# Hot ranges repeat: their keys are built once, not on every read.
+@functools.lru_cache(maxsize=4096)
+def _bucket_keys(
+    keys: KeySchema, event_type_id: int, duration: int, first: date, count: int
+) -> tuple[str, ...]:
+    return tuple(
+        keys.bucket(event_type_id, duration, first + timedelta(days=i)) for i in range(count)
+    )
+
+
+def _adjacent(
+    items: list[tuple[_Need, asyncio.Future[Bucket]]],
+) -> list[list[tuple[_Need, asyncio.Future[Bucket]]]]:
+    """Split ascending days into runs of consecutive days (one upstream call each)."""
+    runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
+    for item in items:
+        if runs and (item[0].day - runs[-1][-1][0].day).days == 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _consume_exception(future: asyncio.Future[Bucket]) -> None:
+    """Mark a flight's error as seen: it is delivered to whoever waits, if anyone still does."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,1 @@
+"""The gRPC face: servicer, wire encoding, validation, interceptors, tokens, TLS, health."""

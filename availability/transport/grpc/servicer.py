@@ -1,0 +1,161 @@
+"""The gRPC servicer: wire requests in, core calls, wire responses out.
+
+Every failure leaves as a gRPC status with a message a caller can act on:
+never a stack trace, never a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from availability.core.cache import SlotCache
+from availability.core.ports import (
+    BudgetExhausted,
+    EventTypeNotFound,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
+from availability.transport.grpc.wire import encode_slots_response
+from availability.v1 import availability_pb2 as pb
+
+__all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
+
+# First match wins: BudgetExhausted is a kind of UpstreamUnavailable.
+_UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
+    BudgetExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UpstreamRejected: grpc.StatusCode.INVALID_ARGUMENT,
+    EventTypeNotFound: grpc.StatusCode.NOT_FOUND,
+    UpstreamAuthError: grpc.StatusCode.FAILED_PRECONDITION,
+    UpstreamUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class AvailabilityService:
+    def __init__(self, cache: SlotCache, *, max_range_days: int, upstream_timeout: float) -> None:
+        self._cache = cache
+        self._max_range_days = max_range_days
+        self._upstream_timeout = upstream_timeout
+
+    async def GetSlots(
+        self,
+        request: pb.GetSlotsRequest,
+        context: grpc.aio.ServicerContext[pb.GetSlotsRequest, pb.GetSlotsResponse],
+    ) -> bytes:
+        try:
+            query = slots_query(request, max_range_days=self._max_range_days)
+        except FieldViolation as violation:
+            await _abort_invalid(context, violation)
+        try:
+            answer = await self._cache.get_slots(query, timeout=self._timeout(context))
+        except UpstreamError as exc:
+            await _abort_upstream(context, exc, request.event_type_id)
+        return encode_slots_response(answer)
+
+    async def InvalidateSlots(
+        self,
+        request: pb.InvalidateSlotsRequest,
+        context: grpc.aio.ServicerContext[pb.InvalidateSlotsRequest, pb.InvalidateSlotsResponse],
+    ) -> pb.InvalidateSlotsResponse:
+        try:
+            scope = invalidation_scope(request)
+        except FieldViolation as violation:
+            await _abort_invalid(context, violation)
+        try:
+            done = await self._cache.invalidate(scope, timeout=self._timeout(context))
+        except UpstreamError as exc:
+            # Whatever could be invalidated was; the caller retries (it is idempotent).
+            logger.warning("InvalidateSlots incomplete: %s", exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"could not learn the event type's hosts from Cal.com ({exc}); retry",
+            )
+        logger.info(
+            "invalidated %s on %s (reason: %s)",
+            "everything"
+            if done.everything
+            else f"event types {list(done.event_type_ids)} / hosts {list(done.host_ids)}",
+            "all dates" if done.all_dates else f"{len(done.dates)} day(s)",
+            request.reason or "-",
+        )
+        return pb.InvalidateSlotsResponse(
+            dates=[day.isoformat() for day in done.dates],
+            all_dates=done.all_dates,
+            event_type_ids=list(done.event_type_ids),
+            host_ids=list(done.host_ids),
+            everything=done.everything,
+        )
+
+    def _timeout(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self._upstream_timeout
+        return min(remaining, self._upstream_timeout)
+
+
+def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The service's method handlers. GetSlots answers with bytes assembled from
+    per-bucket encodings, so its serializer passes them through."""
+    return {
+        "GetSlots": grpc.unary_unary_rpc_method_handler(
+            service.GetSlots,
+            request_deserializer=pb.GetSlotsRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
+            service.InvalidateSlots,
+            request_deserializer=pb.InvalidateSlotsRequest.FromString,
+            response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
+        ),
+    }
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+async def _abort_invalid(
+    context: grpc.aio.ServicerContext[Any, Any], violation: FieldViolation
+) -> NoReturn:
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=violation.field, description=violation.description
+                )
+            ]
+        )
+    )
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(violation), details=[detail])
+    )
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+async def _abort_upstream(
+    context: grpc.aio.ServicerContext[Any, Any], exc: UpstreamError, event_type_id: int
+) -> NoReturn:
+    code = next(
+        (c for kind, c in _UPSTREAM_CODES.items() if isinstance(exc, kind)),
+        grpc.StatusCode.UNAVAILABLE,
+    )
+    if code is grpc.StatusCode.NOT_FOUND:
+        message = f"event_type_id: Cal.com has no event type {event_type_id}"
+    else:
+        message = f"Cal.com: {exc}"
+    # Expected upstream trouble: one line, no traceback.
+    logger.warning("GetSlots event type %d -> %s: %s", event_type_id, code.name, exc)
+    await context.abort(code, message)

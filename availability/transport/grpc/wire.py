@@ -1,0 +1,97 @@
+"""GetSlotsResponse bytes, assembled from per-bucket encodings.
+
+Every slot of a bucket is encoded once, the first time the bucket is
+served, and kept in the bucket's memo; a hit then only joins bytes. The
+framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots`` (field
+2) are length-delimited, so encoded messages concatenate. The servicer
+returns these bytes through a pass-through serializer.
+"""
+
+from __future__ import annotations
+
+from availability.core.buckets import Bucket
+from availability.core.cache import SlotsAnswer, Source
+from availability.core.slots import Slot
+from availability.v1 import availability_pb2 as pb
+
+__all__ = ["encode_slots_response"]
+
+_SOURCES = {
+    Source.NONE: pb.Freshness.SOURCE_UNSPECIFIED,
+    Source.CACHE: pb.Freshness.SOURCE_CACHE,
+    Source.UPSTREAM: pb.Freshness.SOURCE_UPSTREAM,
+    Source.STALE: pb.Freshness.SOURCE_STALE,
+}
+
+
+def encode_slots_response(answer: SlotsAnswer) -> bytes:
+    """The serialized GetSlotsResponse, assembled from per-bucket encoded slots.
+
+    Every slot of a bucket is encoded once, the first time the bucket is
+    served, and kept in the bucket's memo; a hit then only joins bytes. The
+    framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots``
+    (field 2) are length-delimited, so encoded messages concatenate.
+    """
+    parts: list[bytes] = []
+    for day in answer.days:
+        date = day.date.encode()
+        body = [_DATE_TAG, _varint(len(date)), date]
+        for run in day.runs:
+            body.extend(_encoded_slots(run.bucket)[run.first : run.last])
+        day_bytes = b"".join(body)
+        parts += (_DAYS_TAG, _varint(len(day_bytes)), day_bytes)
+    freshness = _freshness(answer).SerializeToString()
+    parts += (_FRESHNESS_TAG, _varint(len(freshness)), freshness)
+    return b"".join(parts)
+
+
+# Tags: (field number << 3) | 2 (length-delimited).
+_DAYS_TAG = b"\x0a"  # GetSlotsResponse.days = 1
+_FRESHNESS_TAG = b"\x12"  # GetSlotsResponse.freshness = 2
+_DATE_TAG = b"\x0a"  # DaySlots.date = 1
+_SLOTS_TAG = b"\x12"  # DaySlots.slots = 2
+_MEMO_KEY = "availability.v1.Slot"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _encoded_slots(bucket: Bucket) -> tuple[bytes, ...]:
+    """Each slot of ``bucket`` as a ready ``DaySlots.slots`` field, computed once."""
+    encoded: tuple[bytes, ...] | None = bucket.memo.get(_MEMO_KEY)
+    if encoded is None:
+        encoded = tuple(
+            _SLOTS_TAG + _varint(len(message)) + message
+            for message in (_slot(slot).SerializeToString() for slot in bucket.slots)
+        )
+        bucket.memo[_MEMO_KEY] = encoded
+    return encoded
+
+
+def _slot(slot: Slot) -> pb.Slot:
+    message = pb.Slot()
+    message.start.seconds = slot.start
+    if slot.end is not None:
+        message.end.seconds = slot.end
+    if slot.seats is not None:
+        seats = slot.seats
+        message.seats.total = seats.total or 0
+        message.seats.booked = seats.booked or 0
+        message.seats.remaining = seats.remaining or 0
+        message.seats.booking_uid = seats.booking_uid or ""
+    return message
+
+
+def _freshness(answer: SlotsAnswer) -> pb.Freshness:
+    freshness = answer.freshness
+    message = pb.Freshness(source=_SOURCES[freshness.source])
+    if freshness.fetched_at is not None:
+        message.fetched_at.FromNanoseconds(int(freshness.fetched_at * 1e9))
+        message.age.FromNanoseconds(int(freshness.age * 1e9))
+    return message

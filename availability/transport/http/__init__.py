@@ -1,0 +1,1 @@
+"""The HTTP port: Cal.com's webhook endpoint and the liveness/readiness probes."""

@@ -1,1 +1,0 @@
-"""Contract tests: the Cal.com adapter against Cal.com's own published OpenAPI spec."""
