@@ -23,6 +23,7 @@ from availability.core.ports import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from availability.transport.caller_text import quote_caller_text
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_slots_response
 from availability.v1 import availability_pb2 as pb
@@ -32,6 +33,9 @@ __all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
+
+_MAX_REASON_CHARS = 200
+"""How much of ``InvalidateSlots.reason`` the log keeps ("booking_created" needs 15)."""
 
 # First match wins: BudgetExhausted is a kind of UpstreamUnavailable.
 _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
@@ -88,7 +92,7 @@ class AvailabilityService:
             if done.everything
             else f"event types {list(done.event_type_ids)} / hosts {list(done.host_ids)}",
             "all dates" if done.all_dates else f"{len(done.dates)} day(s)",
-            request.reason or "-",
+            quote_caller_text(request.reason, limit=_MAX_REASON_CHARS) if request.reason else "-",
         )
         return pb.InvalidateSlotsResponse(
             dates=[day.isoformat() for day in done.dates],

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from availability.core.cache import InvalidationScope, SlotsQuery
 from availability.core.local_days import DAY
+from availability.transport.caller_text import quote_caller_text
 from availability.v1 import availability_pb2 as pb
 
 __all__ = ["FieldViolation", "invalidation_scope", "slots_query"]
@@ -111,4 +112,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # OSError: "Europe" is a directory of the zone database, a long name is no file name.
-        raise FieldViolation("time_zone", f"unknown IANA time zone {name[:64]!r}") from None
+        raise FieldViolation(
+            "time_zone", f"unknown IANA time zone {quote_caller_text(name, limit=64)}"
+        ) from None

@@ -31,10 +31,15 @@ from availability.adapters.calcom.webhooks import (
 )
 from availability.core.cache import Invalidation, InvalidationScope
 from availability.core.ports import UpstreamError, UpstreamUnavailable
+from availability.transport.caller_text import quote_caller_text
 
 __all__ = ["CalcomWebhooks", "Invalidator"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_TRIGGER_CHARS = 64
+"""Cal.com's longest trigger name has 30 characters."""
+_MAX_UID_CHARS = 100
 
 
 class Invalidator(Protocol):
@@ -85,7 +90,7 @@ class CalcomWebhooks:
             logger.warning("webhook refused: %s", exc)
             return _error(400, str(exc))
         if not delivery.scopes:
-            logger.info("webhook %a ignored: it changes no availability", delivery.trigger[:64])
+            logger.info("webhook %s ignored: it changes no availability", _trigger(delivery))
             return JSONResponse({"result": "ignored"})
         identity = hashlib.sha256(body).digest()
         if identity in self._applied:
@@ -103,19 +108,21 @@ class CalcomWebhooks:
                 hosts.update(done.host_ids)
         except UpstreamUnavailable as exc:
             logger.warning(
-                "webhook %s incomplete, Cal.com asked to retry: %s", delivery.trigger, exc
+                "webhook %s incomplete, Cal.com asked to retry: %s", _trigger(delivery), exc
             )
             return _error(503, "could not learn the event type's hosts from Cal.com; retry")
         except UpstreamError as exc:
             # Cal.com rejected the host look-up: its own scope was invalidated, retrying won't help.
-            logger.warning("webhook %s: host look-up refused: %s", delivery.trigger, exc)
+            logger.warning("webhook %s: host look-up refused: %s", _trigger(delivery), exc)
         self._applied[identity] = None
         if len(self._applied) > self._remember:
             self._applied.popitem(last=False)
         logger.info(
-            "webhook %s (booking %a): invalidated event types %s / hosts %s",
-            delivery.trigger,
-            (delivery.booking_uid or "-")[:64],
+            "webhook %s (booking %s): invalidated event types %s / hosts %s",
+            _trigger(delivery),
+            "-"
+            if delivery.booking_uid is None
+            else quote_caller_text(delivery.booking_uid, limit=_MAX_UID_CHARS),
             sorted(event_types),
             sorted(hosts),
         )
@@ -150,6 +157,10 @@ class CalcomWebhooks:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _trigger(delivery: Delivery) -> str:
+    return quote_caller_text(delivery.trigger, limit=_MAX_TRIGGER_CHARS)
 
 
 def _peer(request: Request) -> str:

@@ -365,3 +365,26 @@ def test_a_window_wider_than_a_year_invalidates_every_day() -> None:
 def test_bad_delivery_names_the_field() -> None:
     with pytest.raises(BadDelivery, match=r"^payload\.endTime: "):
         parse_delivery(MALFORMED["end-before-start"])
+
+
+WEBHOOK_LOG = "availability.transport.http.webhooks"
+
+
+async def test_caller_text_in_a_delivery_cannot_forge_a_log_line(
+    http: httpx.AsyncClient, sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger=WEBHOOK_LOG)
+    ignored = json.dumps({"triggerEvent": "PING\nFAKE LINE" + "z" * 5000, "payload": {}})
+    assert (await post(http, ignored.encode())).json() == {"result": "ignored"}
+    booking = sandbox.calendar.book(ALICE_30, AT_14)
+    document = json.loads(about(booking))
+    document["payload"]["uid"] = "uid\r\nFAKE LINE"
+    applied = await post(http, json.dumps(document).encode())
+    assert applied.json()["result"] == "invalidated"
+
+    messages = [r.getMessage() for r in caplog.records if r.name == WEBHOOK_LOG]
+    assert len(messages) == 2
+    assert all("\n" not in m and "\r" not in m for m in messages)
+    assert "'PING\\nFAKE LINE" in messages[0]
+    assert len(messages[0]) < 200  # the trigger is cut
+    assert "(booking 'uid\\r\\nFAKE LINE')" in messages[1]
