@@ -1,8 +1,9 @@
 """Assemble and run the service: upstream, cache, gRPC server, health, reflection,
 and the HTTP port (Cal.com webhook, liveness and readiness probes).
 
-Lifecycle: the HTTP port opens first (readiness says 503), then the gRPC
-port; health reports SERVING for "" and the service name once it is bound.
+Lifecycle: the gRPC address is checked first (a busy one stops the start
+before anything runs), the HTTP port opens (readiness says 503), then the
+gRPC port; health reports SERVING for "" and the service name once it is bound.
 SIGTERM/SIGINT flips health and readiness to NOT_SERVING (load balancers
 stop sending), in-flight RPCs get ``shutdown_grace`` seconds to finish, the
 HTTP port closes last (webhooks keep invalidating while gRPC drains), then
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -40,9 +42,17 @@ from availability.transport.http.app import WEBHOOK_PATH, http_app
 from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
 
-__all__ = ["RunningService", "open_service", "run"]
+__all__ = ["AddressUnavailable", "RunningService", "open_service", "run"]
 
 logger = logging.getLogger("availability")
+
+# grpc sets SO_REUSEPORT by default: a second server on a busy port would share it silently,
+# each with its own in-memory cache, and callers would be spread over both.
+_GRPC_OPTIONS = [("grpc.so_reuseport", 0)]
+
+
+class AddressUnavailable(Exception):
+    """A listen address cannot be bound; the message names it and says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,7 @@ async def open_service(
     settings: Settings, *, clock: Clock = system_clock
 ) -> AsyncIterator[RunningService]:
     """Run the whole service until the block exits (then stop with the configured grace)."""
+    _check_bindable(settings.grpc_addr)
     async with contextlib.AsyncExitStack() as stack:
         calcom_url = settings.calcom_url
         if calcom_url is None:
@@ -127,7 +138,10 @@ async def open_service(
 
         server = grpc.aio.server(
             interceptors=_interceptors(settings),
-            options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+            options=[
+                *_GRPC_OPTIONS,
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         handlers = rpc_handlers(
@@ -148,10 +162,14 @@ async def open_service(
         )
         http = await stack.enter_async_context(_serve_http(settings, cache, health_servicer))
         tls = _tls(settings)
-        if tls is None:
-            port = server.add_insecure_port(settings.grpc_addr)
-        else:
-            port = server.add_secure_port(settings.grpc_addr, server_credentials(tls))
+        try:
+            if tls is None:
+                port = server.add_insecure_port(settings.grpc_addr)
+            else:
+                port = server.add_secure_port(settings.grpc_addr, server_credentials(tls))
+        except RuntimeError:
+            # Taken since _check_bindable looked (grpc says only "Failed to bind").
+            raise AddressUnavailable(f"cannot serve gRPC on {settings.grpc_addr}") from None
         await server.start()
         running = RunningService(port, cache, server, health_servicer, calcom_url, http)
         try:
@@ -213,6 +231,28 @@ async def _serve_http(
         yield http.port
 
 
+def _check_bindable(addr: str) -> None:
+    """Raise :class:`AddressUnavailable` if ``addr`` (``host:port``) cannot be bound now.
+
+    grpc reports a failed bind as a bare RuntimeError after logging its own line from C,
+    and only once everything else has started; a plain socket says why, before anything
+    has. The probe binds without listening and lets go at once (SO_REUSEADDR, as grpc: a
+    port whose connections are in TIME_WAIT is free).
+    """
+    host, _, port = addr.rpartition(":")
+    if int(port) == 0:
+        return
+    try:
+        for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+    except OSError as exc:
+        raise AddressUnavailable(f"cannot serve gRPC on {addr}: {exc.strerror or exc}") from None
+
+
 def _bound(addr: str, port: int) -> str:
     host = addr.rpartition(":")[0]
     return f"{host}:{port}"
@@ -230,9 +270,8 @@ async def run(settings: Settings) -> int:
             logger.info(
                 "shutting down: finishing in-flight calls (up to %ss)", settings.shutdown_grace
             )
-    except RuntimeError as exc:
-        # grpc raises RuntimeError when the port cannot be bound.
-        logger.error("cannot serve on %s: %s", settings.grpc_addr, exc)
+    except AddressUnavailable as exc:
+        logger.error("%s", exc)
         return 1
     except OSError as exc:
         # The HTTP port (bound first) is taken or not ours to bind.

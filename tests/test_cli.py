@@ -158,3 +158,23 @@ def test_embedded_defaults_serve_the_sandbox_to_grpcurl(server: Server) -> None:
 def test_sigterm_exits_zero(server: Server) -> None:
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
+
+
+def test_a_second_server_on_a_busy_grpc_port_exits_with_one_line(server: Server) -> None:
+    second = subprocess.run(
+        [AVAILABILITY, "serve", "--grpc-addr", server.target, "--http-addr", "127.0.0.1:0"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert f"cannot serve gRPC on {server.target}" in lines[0]
+    assert "in use" in lines[0]
+    # The first server still has the port to itself.
+    listed = server.grpcurl(server.target, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert SERVICE in listed.stdout.split()
