@@ -1,163 +1,168 @@
-"""Command line: ``availability serve``.
+"""Command line: ``availability serve`` and ``availability --version``.
 
-Flags override ``AVAILABILITY_*`` environment variables, which override the
-defaults. A configuration error prints one line and exits 2.
+``serve`` has one option per field of :class:`~availability.config.Settings`,
+generated from the field: its name (``ttl_near`` -> ``--ttl-near``), its type,
+its default, its docstring (the help) and its env var (``AVAILABILITY_TTL_NEAR``).
+A field added to ``Settings`` gets its flag, its help and its env var with no
+edit here. Flags override ``AVAILABILITY_*`` environment variables, which
+override the defaults. A configuration error prints one line naming the
+setting and exits 2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import inspect
+import json
 import logging
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from availability.config import Settings
+import availability
+from availability.config import SettingDoc, Settings, setting_docs
 from availability.server import run
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
-)
+__all__ = ["app", "main", "settings_command"]
 
 _EXIT_CONFIG = 2
 
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The slot availability service: one shared, race-safe cache in front of Cal.com.",
+    pretty_exceptions_enable=False,
+    # Plain help text: docstrings are not rich markup ("[env var: ...]" is no style tag).
+    rich_markup_mode=None,
+)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"availability {availability.__version__}")
+        raise typer.Exit()
+
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """The slot availability service."""
 
 
-@app.command()
-def serve(
-    grpc_addr: Annotated[
-        str | None, typer.Option(help="host:port to listen on [env AVAILABILITY_GRPC_ADDR]")
-    ] = None,
-    calcom_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Cal.com API base URL; unset = built-in sandbox [AVAILABILITY_CALCOM_URL]"
-        ),
-    ] = None,
-    calcom_api_key: Annotated[
-        str | None,
-        typer.Option(help="Cal.com API key; prefer the env var [AVAILABILITY_CALCOM_API_KEY]"),
-    ] = None,
-    cache_url: Annotated[
-        str | None, typer.Option(help="cache store URL [AVAILABILITY_CACHE_URL]")
-    ] = None,
-    calcom_rate_limit: Annotated[
-        int | None,
-        typer.Option(help="Cal.com calls/minute for the cluster [AVAILABILITY_CALCOM_RATE_LIMIT]"),
-    ] = None,
-    ttl_empty: Annotated[
-        float | None, typer.Option(help="TTL of a day with no slots, s [AVAILABILITY_TTL_EMPTY]")
-    ] = None,
-    ttl_near: Annotated[
-        float | None, typer.Option(help="TTL of a day within 7 days, s [AVAILABILITY_TTL_NEAR]")
-    ] = None,
-    ttl_far: Annotated[
-        float | None, typer.Option(help="TTL of a later day, s [AVAILABILITY_TTL_FAR]")
-    ] = None,
-    max_stale: Annotated[
-        float | None,
-        typer.Option(
-            help="serve expired buckets while Cal.com is down, s [AVAILABILITY_MAX_STALE]"
-        ),
-    ] = None,
-    max_range_days: Annotated[
-        int | None, typer.Option(help="longest GetSlots range [AVAILABILITY_MAX_RANGE_DAYS]")
-    ] = None,
-    log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [AVAILABILITY_LOG_LEVEL]")
-    ] = None,
-    http_addr: Annotated[
-        str | None,
-        typer.Option(help="host:port for the webhook and probes [AVAILABILITY_HTTP_ADDR]"),
-    ] = None,
-    webhook_secret: Annotated[
-        str | None,
-        typer.Option(help="Cal.com webhook secret; prefer the env [AVAILABILITY_WEBHOOK_SECRET]"),
-    ] = None,
-    webhook_max_body: Annotated[
-        int | None,
-        typer.Option(help="largest webhook body, bytes [AVAILABILITY_WEBHOOK_MAX_BODY]"),
-    ] = None,
-    api_tokens: Annotated[
-        str | None,
-        typer.Option(help="token:role,...; prefer the env var or a file [AVAILABILITY_API_TOKENS]"),
-    ] = None,
-    api_tokens_file: Annotated[
-        Path | None,
-        typer.Option(help="file of token:role lines [AVAILABILITY_API_TOKENS_FILE]"),
-    ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure",
-            help="serve non-loopback addresses without API tokens [AVAILABILITY_INSECURE]",
-        ),
-    ] = False,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="PEM certificate chain for gRPC [AVAILABILITY_TLS_CERT]")
-    ] = None,
-    tls_key: Annotated[
-        Path | None, typer.Option(help="PEM private key for gRPC [AVAILABILITY_TLS_KEY]")
-    ] = None,
-    tls_client_ca: Annotated[
-        Path | None,
-        typer.Option(help="PEM CA; require client certificates [AVAILABILITY_TLS_CLIENT_CA]"),
-    ] = None,
-    max_message_bytes: Annotated[
-        int | None,
-        typer.Option(help="largest gRPC request, bytes [AVAILABILITY_MAX_MESSAGE_BYTES]"),
-    ] = None,
-    max_concurrent_rpcs: Annotated[
-        int | None,
-        typer.Option(help="RPCs served at once [AVAILABILITY_MAX_CONCURRENT_RPCS]"),
-    ] = None,
-) -> None:
-    """Serve GetSlots and InvalidateSlots over gRPC."""
-    overrides: dict[str, Any] = {
-        name: value
-        for name, value in {
-            "grpc_addr": grpc_addr,
-            "calcom_url": calcom_url,
-            "calcom_api_key": calcom_api_key,
-            "cache_url": cache_url,
-            "calcom_rate_limit": calcom_rate_limit,
-            "ttl_empty": ttl_empty,
-            "ttl_near": ttl_near,
-            "ttl_far": ttl_far,
-            "max_stale": max_stale,
-            "max_range_days": max_range_days,
-            "log_level": log_level,
-            "http_addr": http_addr,
-            "webhook_secret": webhook_secret,
-            "webhook_max_body": webhook_max_body,
-            "api_tokens": api_tokens,
-            "api_tokens_file": api_tokens_file,
-            "insecure": insecure or None,  # absent: the env var decides
-            "tls_cert": tls_cert,
-            "tls_key": tls_key,
-            "tls_client_ca": tls_client_ca,
-            "max_message_bytes": max_message_bytes,
-            "max_concurrent_rpcs": max_concurrent_rpcs,
-        }.items()
-        if value is not None
-    }
+def settings_command(
+    settings_cls: type[SettingsT], action: Callable[[SettingsT], int]
+) -> Callable[..., None]:
+    """A typer command with one option per field of ``settings_cls``: it builds the settings
+    (flags over env vars over defaults) and exits with ``action(settings)``'s status.
+
+    Why a generated signature: typer reads a command's options from its function's
+    signature (:func:`inspect.signature`, which honours ``__signature__``), so the command
+    is an ordinary function whose signature is built from ``settings_cls.model_fields``,
+    one ``Annotated[..., typer.Option(...)]`` parameter per field. That is typer's public
+    API; recent typer releases ship a private copy of click, so a hand-built click command
+    cannot be added to a typer app.
+
+    Every option is text (or an on/off switch for a bool) whose absence is ``None``: a flag
+    not given leaves the env var or the default in force, and pydantic parses a flag's
+    value exactly as it parses the env var, so a bad flag and a bad env var fail alike, in
+    one line.
+    """
+    docs = setting_docs(settings_cls)
+
+    def command(**flags: Any) -> None:
+        given: dict[str, Any] = {
+            doc.name: _value(doc, flags[doc.name]) for doc in docs if flags[doc.name] is not None
+        }
+        try:
+            settings = settings_cls(**given)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or "configuration"
+            _exit_config(field, error["msg"].removeprefix("Value error, "))
+        raise typer.Exit(action(settings))
+
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [_parameter(doc) for doc in docs]
+    )
+    return command
+
+
+def _parameter(doc: SettingDoc) -> inspect.Parameter:
+    option: Any
+    if doc.kind is bool:
+        switch = typer.Option(
+            f"{doc.flag}/--no-{doc.flag[2:]}", help=_help(doc), show_default=False
+        )
+        option = Annotated[bool | None, switch]
+    else:
+        text = typer.Option(doc.flag, metavar=_metavar(doc), help=_help(doc), show_default=False)
+        option = Annotated[str | None, text]
+    return inspect.Parameter(
+        doc.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option
+    )
+
+
+def _help(doc: SettingDoc) -> str:
+    text = doc.doc.replace("``", "")
+    if doc.secret:
+        # Never a default or a value: only where to put it.
+        return (
+            f"{text} Secret: prefer the env var; a command line is visible to every user of "
+            f"the machine. [env var: {doc.env_var}]"
+        )
+    default = "unset" if doc.default is None else doc.default or '""'
+    return f"{text} [env var: {doc.env_var}; default: {default}]"
+
+
+_METAVARS: dict[Any, str] = {
+    str: "TEXT",
+    SecretStr: "TEXT",
+    int: "INTEGER",
+    float: "FLOAT",
+    Path: "PATH",
+}
+
+
+def _metavar(doc: SettingDoc) -> str:
+    if doc.json:
+        return "JSON"
+    if typing.get_origin(doc.kind) is typing.Literal:
+        return "[" + "|".join(str(choice) for choice in typing.get_args(doc.kind)) + "]"
+    if isinstance(doc.kind, type) and issubclass(doc.kind, enum.Enum):
+        return "[" + "|".join(str(member.value) for member in doc.kind) + "]"
+    return _METAVARS.get(doc.kind, "VALUE")
+
+
+def _value(doc: SettingDoc, given: str | bool) -> object:
+    """A flag's value as pydantic-settings reads the env var: JSON for lists and mappings."""
+    if not doc.json or isinstance(given, bool):
+        return given
     try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "configuration"
-        message = error["msg"].removeprefix("Value error, ")
-        typer.echo(f"availability: invalid {field}: {message}", err=True)
-        raise typer.Exit(_EXIT_CONFIG) from None
+        return json.loads(given)
+    except ValueError:
+        _exit_config(doc.name, "expected JSON")
+
+
+def _exit_config(field: str, message: str) -> NoReturn:
+    typer.echo(f"availability: invalid {field}: {message}", err=True)
+    raise typer.Exit(_EXIT_CONFIG)
+
+
+def _serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -167,7 +172,13 @@ def serve(
     logging.getLogger("httpx").setLevel(
         max(logging.WARNING, logging.getLevelName(settings.log_level))
     )
-    raise typer.Exit(asyncio.run(run(settings)))
+    return asyncio.run(run(settings))
+
+
+app.command(
+    "serve",
+    help="Serve the gRPC API (GetSlots, InvalidateSlots) and the Cal.com webhook.",
+)(settings_command(Settings, _serve))
 
 
 def main() -> None:

@@ -2,22 +2,34 @@
 
 Everything has a default that runs on a laptop: gRPC on 127.0.0.1:50051, the
 in-memory cache and, with no Cal.com URL, the built-in sandbox upstream.
+
+Each setting is written once, as a field of :class:`Settings` with a docstring.
+Everything a person reads about it is derived from that field by
+:func:`setting_docs`: the ``availability serve`` flags and their help
+(:mod:`availability.cli`) and the README's settings table (``python -m
+availability.config`` prints it; ``scripts/settings-table`` writes it).
 """
 
 from __future__ import annotations
 
+import enum
+import inspect
 import ipaddress
+import re
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretBytes, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from availability.transport.grpc.tls import TlsFiles
 from availability.transport.grpc.tokens import load_api_tokens
 
-__all__ = ["Settings"]
+__all__ = ["SettingDoc", "Settings", "setting_docs", "settings_table"]
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -29,50 +41,64 @@ class Settings(BaseSettings):
         validate_default=True,
         # A rejected value may be a secret (a token, an API key): errors never echo it.
         hide_input_in_errors=True,
+        # Each field's docstring is its description: the help and the README table read it.
+        use_attribute_docstrings=True,
     )
 
     grpc_addr: str = "127.0.0.1:50051"
-    """host:port to listen on; port 0 picks a free one."""
+    """gRPC listen address, ``host:port``; port 0 picks a free one."""
     calcom_url: str | None = None
     """Cal.com API base, e.g. https://api.cal.com. Unset: start the built-in sandbox."""
     calcom_api_key: SecretStr | None = None
+    """Cal.com API key: selects the rate-limit bucket, and learning an event type's hosts (to
+    invalidate all their event types on a booking) needs it."""
     cache_url: str = "memory://"
-    """Where buckets and versions live: memory:// (this process) or redis[s]://... (shared)."""
+    """Where buckets and versions live: ``memory://`` (this process) or
+    ``redis[s]://[user:password@]host[:port][/db]`` (shared by every replica)."""
     cache_prefix: str = Field(default="av1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     """Prefix of every Redis key, so services can share a Redis."""
     local_cache_buckets: Annotated[int, Field(ge=0)] = 10_000
-    """Bound on the in-process tier in front of Redis (buckets, LRU)."""
+    """Bound (LRU, in buckets) of the in-process tier in front of Redis; 0 disables it."""
     calcom_rate_limit: Annotated[int, Field(ge=1)] = 120
     """Cal.com calls per minute for the whole cluster (Cal.com allows 120 per API key)."""
 
     ttl_empty: Seconds = 30.0
+    """Seconds a cached day with no slots is served before Cal.com is asked again."""
     ttl_near: Seconds = 60.0
+    """Seconds a cached day starting within ``ttl_near_days`` is served."""
     ttl_far: Seconds = 300.0
+    """Seconds a cached later day is served."""
     ttl_near_days: Seconds = 7.0
+    """A day starting sooner than this many days from now gets ``ttl_near``."""
     max_stale: Annotated[float, Field(ge=0)] = 300.0
-    """How long past its TTL a bucket may be served, marked stale, while Cal.com is down."""
+    """Seconds past its TTL a bucket may be served, marked stale, while Cal.com is down."""
     max_range_days: Annotated[int, Field(ge=1, le=366)] = 90
+    """Longest GetSlots range, days; longer ones get INVALID_ARGUMENT."""
     upstream_timeout: Seconds = 10.0
-    """Bound on one Cal.com call when the caller sets no deadline."""
+    """Seconds one Cal.com call may take when the caller sets no deadline."""
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
     """Seconds in-flight RPCs get to finish after SIGTERM/SIGINT."""
     shutdown_drain: Annotated[float, Field(ge=0)] = 1.0
     """Seconds between reporting NOT_SERVING and refusing new RPCs on shutdown."""
     sandbox_latency_min: Annotated[float, Field(ge=0)] = 0.3
+    """Shortest simulated Cal.com latency of the built-in sandbox, seconds."""
     sandbox_latency_max: Annotated[float, Field(ge=0)] = 0.8
+    """Longest simulated Cal.com latency of the built-in sandbox, seconds."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
 
     # -- exposure: who may call, and how much ------------------------------------
     http_addr: str = "127.0.0.1:8080"
-    """host:port of the HTTP port (Cal.com webhook, /healthz, /readyz); port 0 picks a free one."""
+    """HTTP listen address (Cal.com webhook, /healthz, /readyz), ``host:port``; port 0 picks a
+    free one."""
     webhook_secret: SecretStr | None = None
     """The secret entered on Cal.com's webhook. Unset: the webhook answers 503."""
     webhook_max_body: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2**20
     """Largest webhook body accepted, bytes; larger ones get 413 unread."""
     api_tokens: SecretStr | None = None
     """Comma-separated ``token:role`` pairs; roles ``reader`` (GetSlots), ``writer`` (also
-    InvalidateSlots). None here or in ``api_tokens_file``: every caller may do anything, so
-    only loopback addresses are served unless ``insecure``."""
+    InvalidateSlots). With no token here or in ``api_tokens_file`` every caller may do
+    anything, so only loopback addresses are served unless ``insecure``."""
     api_tokens_file: Path | None = None
     """One ``token:role`` a line, ``#`` comment lines; adds to ``api_tokens``."""
     insecure: bool = False
@@ -80,6 +106,7 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     """PEM certificate chain for the gRPC port; with ``tls_key`` the port speaks only TLS."""
     tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
     tls_client_ca: Path | None = None
     """PEM CA(s): when set, every gRPC client must present a certificate they signed (mTLS)."""
     max_message_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 64 * 1024
@@ -185,3 +212,93 @@ def _is_loopback(addr: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to anything
+
+
+# -- how each setting reads to a person: the serve flags' help, the README's table ------------
+
+_SECRET_TYPES = (SecretStr, SecretBytes)
+# pydantic-settings reads these from the environment as JSON; a flag's value is read the same way.
+_JSON_ORIGINS = (list, tuple, set, frozenset, dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    """One field of :class:`Settings` as a person meets it: a flag, an env var, a table row."""
+
+    name: str
+    """The field, e.g. ``ttl_near``."""
+    env_var: str
+    """E.g. ``AVAILABILITY_TTL_NEAR``."""
+    flag: str
+    """E.g. ``--ttl-near``."""
+    doc: str
+    """The field's docstring as one paragraph (code in double backquotes)."""
+    kind: Any
+    """The value's type without ``None``: ``bool`` makes an on/off switch."""
+    default: str | None
+    """How the default reads (``60.0``, ``memory://``, ``off``); None when there is none."""
+    secret: bool
+    """A secret is never echoed: neither its default nor a value is ever shown."""
+    json: bool
+    """The value is written as JSON (a list, a mapping, a model), as in the environment."""
+
+
+def setting_docs(settings_cls: type[BaseSettings] = Settings) -> tuple[SettingDoc, ...]:
+    """Every field of ``settings_cls``, in declaration order."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    docs = []
+    for name, field in settings_cls.model_fields.items():
+        kind = _without_none(field.annotation)
+        secret = isinstance(kind, type) and issubclass(kind, _SECRET_TYPES)
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        docs.append(
+            SettingDoc(
+                name=name,
+                env_var=f"{prefix}{name}".upper(),
+                flag="--" + name.replace("_", "-"),
+                doc=" ".join(inspect.cleandoc(field.description or "").split()),
+                kind=kind,
+                default=None if default is None else _shown(default),
+                secret=secret,
+                json=typing.get_origin(kind) in _JSON_ORIGINS
+                or (isinstance(kind, type) and issubclass(kind, BaseModel)),
+            )
+        )
+    return tuple(docs)
+
+
+def settings_table(docs: tuple[SettingDoc, ...] | None = None) -> str:
+    """The README's settings table (Markdown), one row per setting."""
+    rows = ["| variable (flag) | default | meaning |", "|---|---|---|"]
+    for doc in setting_docs() if docs is None else docs:
+        if doc.secret:
+            default = "secret, never shown"
+        elif doc.default is None:
+            default = "unset"
+        else:
+            default = f"`{doc.default}`" if doc.default else '`""`'
+        meaning = re.sub(r"``(.+?)``", r"`\1`", doc.doc).replace("|", r"\|")
+        if doc.secret:
+            meaning += " Secret: prefer the environment variable to the flag."
+        rows.append(f"| `{doc.env_var}` (`{doc.flag}`) | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+        if len(kinds) == 1:
+            return kinds[0]
+    return annotation
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

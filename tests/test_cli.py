@@ -1,4 +1,8 @@
-"""The installed console script, driven as a user would: a real process, the real grpcurl."""
+"""The installed console script, driven as a user would: a real process, the real grpcurl.
+
+And the generated ``serve`` command itself: every field of ``Settings`` is a flag with its
+help, default and env var, without an edit in ``availability.cli``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,21 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
+from pydantic import Field, SecretStr
+from typer.testing import CliRunner
+
+from availability.cli import settings_command
+from availability.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BIN = Path(sys.executable).parent
 AVAILABILITY = str(BIN / "availability")
@@ -178,3 +192,160 @@ def test_a_second_server_on_a_busy_grpc_port_exits_with_one_line(server: Server)
     listed = server.grpcurl(server.target, "list")
     assert listed.returncode == 0, listed.stderr
     assert SERVICE in listed.stdout.split()
+
+
+def _serve_help() -> str:
+    done = subprocess.run(
+        [AVAILABILITY, "serve", "--help"],
+        # A secret in the environment must not leak into the help either.
+        env=_env(AVAILABILITY_WEBHOOK_SECRET="s3cret-in-env", AVAILABILITY_TTL_NEAR="41"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def option_help(help_text: str) -> dict[str, str]:
+    """Each option's help as one line, keyed by its flag (``--ttl-near``)."""
+    options: dict[str, str] = {}
+    flag = None
+    for line in help_text.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            options[flag] = line.strip()
+        elif flag is not None and line.startswith("   "):
+            options[flag] += " " + line.strip()
+        else:
+            flag = None
+    return options
+
+
+def test_serve_help_lists_every_setting_with_its_default_and_env_var() -> None:
+    help_text = _serve_help()
+    options = option_help(help_text)
+    assert "s3cret-in-env" not in help_text
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        assert flag in options, f"no {flag} in serve --help"
+        text = options[flag]
+        assert f"env var: AVAILABILITY_{name.upper()}" in text
+        description = " ".join((field.description or "").replace("``", "").split())
+        assert description, f"Settings.{name} has no docstring"
+        assert description in text
+        if "SecretStr" in str(field.annotation):
+            assert "default" not in text
+            assert "prefer the env var" in text
+            continue
+        default = field.default
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = "unset" if default is None else str(default)
+        # The default, not the value the environment happens to set.
+        assert f"default: {shown}]" in text, text
+    assert "default: 60.0]" in options["--ttl-near"]
+
+
+def test_a_flag_overrides_its_env_var() -> None:
+    # Errors come in field order: grpc_addr's env value would be reported first, had it won.
+    done = subprocess.run(
+        [AVAILABILITY, "serve", "--grpc-addr", "127.0.0.1:0", "--ttl-near", "0"],
+        env=_env(AVAILABILITY_GRPC_ADDR="nonsense", AVAILABILITY_TTL_NEAR="60"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("availability: invalid ttl_near:"), done.stderr
+    # A switch overrides its env var both ways.
+    done = subprocess.run(
+        [AVAILABILITY, "serve", "--no-insecure", "--grpc-addr", "0.0.0.0:0"],
+        env=_env(AVAILABILITY_INSECURE="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "grpc_addr 0.0.0.0:0 is reachable" in done.stderr
+
+
+def test_version_is_the_one_in_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    done = subprocess.run(
+        [AVAILABILITY, "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == f"availability {project['version']}"
+
+
+class Extended(Settings):
+    """What another branch might add: the command must follow with no edit of its own."""
+
+    retry_attempts: Annotated[int, Field(ge=0)] = 3
+    """Attempts per Cal.com call."""
+    breaker_open: bool = True
+    """Whether the breaker may open."""
+    extra_hosts: list[int] = Field(default_factory=list)
+    """Hosts every booking also invalidates."""
+    metrics_token: SecretStr | None = None
+    """Bearer token of the metrics endpoint."""
+
+
+def _run_extended(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[int, str, list[Extended]]:
+    seen: list[Extended] = []
+
+    def action(settings: Extended) -> int:
+        seen.append(settings)
+        return 0
+
+    app = typer.Typer(rich_markup_mode=None)
+    app.callback()(lambda: None)
+    app.command("serve")(settings_command(Extended, action))
+    result = CliRunner().invoke(app, ["serve", *args], env=env)
+    return result.exit_code, result.output, seen
+
+
+def test_a_new_setting_gets_its_flag_env_var_and_help_with_no_other_edit() -> None:
+    code, output, _ = _run_extended(["--help"])
+    assert code == 0
+    options = option_help(output)
+    assert set(options) >= {"--grpc-addr", "--retry-attempts", "--breaker-open", "--extra-hosts"}
+    assert options["--retry-attempts"].startswith("--retry-attempts INTEGER")
+    assert "[env var: AVAILABILITY_RETRY_ATTEMPTS; default: 3]" in options["--retry-attempts"]
+    assert options["--breaker-open"].startswith("--breaker-open / --no-breaker-open")
+    assert "default: on]" in options["--breaker-open"]
+    assert options["--extra-hosts"].startswith("--extra-hosts JSON")
+    assert "default" not in options["--metrics-token"]
+
+    code, _, seen = _run_extended(
+        ["--retry-attempts", "5", "--no-breaker-open", "--extra-hosts", "[7, 8]"],
+        env={"AVAILABILITY_RETRY_ATTEMPTS": "4", "AVAILABILITY_METRICS_TOKEN": "m3trics"},
+    )
+    assert code == 0
+    [settings] = seen
+    assert (settings.retry_attempts, settings.breaker_open, settings.extra_hosts) == (
+        5,
+        False,
+        [7, 8],
+    )
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "m3trics"
+
+    code, _, seen = _run_extended([], env={"AVAILABILITY_RETRY_ATTEMPTS": "4"})
+    assert (code, seen[0].retry_attempts, seen[0].breaker_open) == (0, 4, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [(["--retry-attempts", "-1"], "retry_attempts"), (["--extra-hosts", "[7,"], "extra_hosts")],
+)
+def test_a_bad_new_setting_fails_in_one_line_naming_it(args: list[str], field: str) -> None:
+    code, output, seen = _run_extended(args)
+    assert (code, seen) == (2, [])
+    assert output.strip().splitlines() == [output.strip()]
+    assert output.startswith(f"availability: invalid {field}:")
