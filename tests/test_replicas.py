@@ -1,7 +1,7 @@
 """Several real server processes on one Redis: the fleet behaves like one cache.
 
 Each test starts three ``availability serve`` processes (see
-:mod:`tests.replicas`) against one Redis and one sandbox Cal.com running in
+:mod:`tests.helpers.replicas`) against one Redis and one sandbox Cal.com running in
 this process on the system clock (the servers read the real clock, so the
 sandbox must too). Ranges start at the next UTC midnight, so no slot starts
 while a test runs and answers can be compared with the calendar exactly.

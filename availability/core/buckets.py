@@ -25,7 +25,7 @@ class Bucket:
     expires_at: float
     """``fetched_at`` plus the bucket's tier TTL."""
     stamp: int
-    """The versions in force before the fetch began; see :mod:`availability.versions`."""
+    """The versions in force before the fetch began; see :mod:`availability.core.versions`."""
     slots: tuple[Slot, ...]
     """Ascending by start."""
 

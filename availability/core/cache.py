@@ -19,8 +19,8 @@ fetch that began before it and writes afterwards; a bumped version does not.
 Stale-on-error: when the upstream is unavailable, a bucket past its TTL but
 not invalidated may be served, marked stale, for up to ``max_stale`` seconds.
 
-This module imports no transport: it is driven by the gRPC servicer, tests
-and the TTL simulator alike, and reads time only from its clock.
+This module imports no transport: it is driven by the gRPC servicer, the
+webhook endpoint and tests alike, and reads time only from its clock.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Clocks: the core never reads the system time itself, it is handed a clock.
 
 A clock is any zero-argument callable returning seconds since the Unix epoch
-as a float. Production passes :func:`system_clock`; tests, the sandbox and the
-TTL simulator pass a :class:`ManualClock` and move time explicitly.
+as a float. Production passes :func:`system_clock`; tests and the sandbox pass
+a :class:`ManualClock` and move time explicitly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def system_clock() -> float:
 
 
 class ManualClock:
-    """A clock that only moves when told to (tests and the TTL simulator)."""
+    """A clock that only moves when told to (tests, benchmarks)."""
 
     def __init__(self, now: float) -> None:
         self._now = float(now)

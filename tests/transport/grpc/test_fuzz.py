@@ -5,7 +5,7 @@ UNKNOWN (gRPC) or a 5xx (HTTP), keeps serving, and never invalidates on a
 delivery whose signature does not match. Cases per target: ``FUZZ_EXAMPLES``
 (default 300, enough for CI); a deeper run::
 
-    FUZZ_EXAMPLES=10000 .venv/bin/pytest tests/test_fuzz.py
+    FUZZ_EXAMPLES=10000 .venv/bin/pytest tests/transport/grpc/test_fuzz.py
 
 takes about a minute per target (the per-test timeout grows with the count).
 """
