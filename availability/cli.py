@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 
 from availability.config import Settings
+from availability.lab.command import lab
 from availability.server import run
 
 __all__ = ["app", "main"]
@@ -168,6 +169,9 @@ def serve(
         max(logging.WARNING, logging.getLevelName(settings.log_level))
     )
     raise typer.Exit(asyncio.run(run(settings)))
+
+
+app.command("lab")(lab)
 
 
 def main() -> None:
