@@ -22,7 +22,7 @@ def lab(
     policy: Annotated[
         list[str] | None,
         typer.Option(
-            help="fixed:SECONDS or tiered; repeat to compare "
+            help="fixed:SECONDS or tiered, optionally @SHARE (its own reported share); repeat "
             f"[default: {' '.join(DEFAULT_POLICIES)}]"
         ),
     ] = None,

@@ -1,13 +1,16 @@
-"""TTL policies the lab compares, by name: ``fixed:SECONDS``, ``tiered``.
+"""TTL policies the lab compares, by name: ``fixed:SECONDS``, ``tiered``, each ``[@SHARE]``.
 
 ``fixed:45`` gives every bucket 45 s (the seed's single TTL); ``tiered`` is
 the service's default tiers (empty day 30 s, within 7 days 60 s, later 300 s,
-the settings' defaults).
+the settings' defaults). A suffix ``@SHARE`` runs that policy with its own
+share of reported bookings instead of ``--signaled``: ``fixed:60@0`` is the
+seed's recommendation as the seed meant it, a TTL and no event invalidation,
+so it can stand in one table beside policies that have events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from availability.config import Settings
 from availability.core.ttl import TieredTtl
@@ -22,6 +25,8 @@ class Policy:
     near: float
     far: float
     near_days: float
+    signaled: float | None = None
+    """This policy's share of reported bookings; None: the workload's."""
 
     @property
     def fixed(self) -> float | None:
@@ -33,8 +38,23 @@ class Policy:
 
 
 def parse_policy(text: str) -> Policy:
-    """``fixed:SECONDS`` or ``tiered``; raises ValueError naming what is wrong."""
-    name, _, arg = text.partition(":")
+    """``fixed:SECONDS`` or ``tiered``, optionally ``@SHARE``; raises ValueError naming
+    what is wrong."""
+    spec, at, share = text.partition("@")
+    policy = _parse_ttl(spec, text)
+    if not at:
+        return policy
+    try:
+        signaled = float(share)
+    except ValueError:
+        raise ValueError(f"policy {text!r}: expected @SHARE with SHARE in 0..1") from None
+    if not 0.0 <= signaled <= 1.0:
+        raise ValueError(f"policy {text!r}: the reported share must be in 0..1")
+    return replace(policy, name=text, signaled=signaled)
+
+
+def _parse_ttl(spec: str, text: str) -> Policy:
+    name, _, arg = spec.partition(":")
     if name == "fixed":
         try:
             seconds = float(arg)

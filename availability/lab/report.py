@@ -13,7 +13,7 @@ from rich.table import Table
 
 from availability.lab.closed_form import predict
 from availability.lab.policies import Policy
-from availability.lab.simulation import Result, simulate
+from availability.lab.simulation import Result, policy_workload, simulate
 from availability.lab.workload import Workload
 
 __all__ = ["compare", "render_json", "render_table"]
@@ -33,7 +33,7 @@ def compare(
 def _row(workload: Workload, policy: Policy, result: Result) -> dict[str, Any]:
     row = result.as_json()
     if policy.fixed is not None:
-        predicted = predict(workload, policy.fixed)
+        predicted = predict(policy_workload(workload, policy), policy.fixed)
         row["predicted"] = {
             "hit_ratio": predicted.hit_ratio,
             "slot_calls_per_day": predicted.slot_calls_per_day,
@@ -64,7 +64,7 @@ def render_table(
         calls = f"{result.calls_per_day:,.0f}"
         stale = f"{result.stale_ratio:.2%}"
         if policy.fixed is not None:
-            p = predict(workload, policy.fixed)
+            p = predict(policy_workload(workload, policy), policy.fixed)
             hit += f" ({p.hit_ratio:.1%})"
             calls += f" ({p.slot_calls_per_day:,.0f} slots)"
             stale += f" ({p.stale_ratio:.2%})"

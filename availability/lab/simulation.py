@@ -19,7 +19,7 @@ import asyncio
 import heapq
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from availability.lab.timeskip import run
 from availability.lab.workload import Workload
 from availability.resilience.budget import BudgetedUpstream
 
-__all__ = ["EPOCH", "Result", "simulate"]
+__all__ = ["EPOCH", "Result", "policy_workload", "simulate"]
 
 EPOCH = datetime(2026, 11, 23, tzinfo=UTC).timestamp()
 """Virtual time 0: a Monday, 00:00 UTC."""
@@ -68,7 +68,14 @@ class _Tally:
 
 def simulate(workload: Workload, policy: Policy) -> Result:
     """Run ``workload`` under ``policy``; deterministic for a given workload seed."""
-    return run(_simulate(workload, policy))
+    return run(_simulate(policy_workload(workload, policy), policy))
+
+
+def policy_workload(workload: Workload, policy: Policy) -> Workload:
+    """The workload as ``policy`` sees it: its own share of reported bookings, if it has one."""
+    if policy.signaled is None:
+        return workload
+    return replace(workload, signaled=policy.signaled)
 
 
 def _events(workload: Workload) -> Iterator[tuple[float, str]]:

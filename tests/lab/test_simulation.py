@@ -63,6 +63,12 @@ def test_reporting_bookings_cuts_staleness_not_hits() -> None:
     assert reported.hit_ratio > silent.hit_ratio - 0.02
 
 
+def test_a_policy_can_carry_its_own_reported_share() -> None:
+    own = parse_policy("fixed:300@1")
+    assert (own.name, own.signaled, own.fixed) == ("fixed:300@1", 1.0, 300.0)
+    assert simulate(WEEK, own) == simulate(Workload(days=7, signaled=1.0), own)
+
+
 def test_the_same_seed_gives_the_same_run() -> None:
     policy = parse_policy("fixed:60")
     short = Workload(days=1, seed=3)
@@ -78,7 +84,14 @@ def test_poisson_arrivals_follow_the_configured_rates() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "problem"), [("fixed:", "fixed:SECONDS"), ("fixed:-1", "positive"), ("lru", "unknown")]
+    ("text", "problem"),
+    [
+        ("fixed:", "fixed:SECONDS"),
+        ("fixed:-1", "positive"),
+        ("lru", "unknown"),
+        ("fixed:60@2", "0..1"),
+        ("tiered@x", "SHARE"),
+    ],
 )
 def test_bad_policies_are_refused_in_one_line(text: str, problem: str) -> None:
     result = CliRunner().invoke(app, ["lab", "--policy", text, "--days", "1"])
