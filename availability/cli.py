@@ -1,4 +1,4 @@
-"""Command line: ``availability serve`` and ``availability --version``.
+"""Command line: ``availability serve``, ``availability lab`` and ``availability --version``.
 
 ``serve`` has one option per field of :class:`~availability.config.Settings`,
 generated from the field: its name (``ttl_near`` -> ``--ttl-near``), its type,
@@ -27,6 +27,7 @@ from pydantic import SecretStr, ValidationError
 
 import availability
 from availability.config import SettingDoc, Settings, setting_docs
+from availability.lab.command import lab
 from availability.server import run
 
 __all__ = ["app", "main", "settings_command"]
@@ -179,6 +180,9 @@ app.command(
     "serve",
     help="Serve the gRPC API (GetSlots, InvalidateSlots) and the Cal.com webhook.",
 )(settings_command(Settings, _serve))
+
+
+app.command("lab")(lab)
 
 
 def main() -> None:

@@ -1,0 +1,239 @@
+"""Cache hits against the gRPC ceiling: the service beside a bare grpc.aio handler, with h2load.
+
+DESIGN.md sets the bar: a hit should cost little more than a bare grpc.aio
+handler returning the same stored bytes. This runs both as real processes,
+alternating, in one run, so the machine's noise hits both alike:
+
+- the service (``availability serve`` on the sandbox, Cal.com latency 0),
+  its range warmed so every request is a cache hit (checked: the warm call
+  must answer SOURCE_CACHE);
+- a bare grpc.aio server (this file, ``--bare FILE``) whose generic handler
+  returns the service's exact response bytes for the same method.
+
+For each configuration (cache ``memory`` / ``redis``, a 1-day and a 7-day
+range, with and without a token) it prints throughput (h2load, ``-c`` x
+``-m`` streams) and sequential latency (``-c 1 -m 1``), the service's ratio
+to bare for each round, and the median over the rounds. h2load counts HTTP
+200 as success whatever the grpc-status, so the statuses are checked with a
+real gRPC call before each load.
+
+    .venv/bin/python bench/grpc_ceiling.py [--rounds 3] [--requests 15000] [--cache memory redis]
+
+Needs h2load (Debian: nghttp2-client) and, for ``redis``, redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+
+from availability.sandbox import serve_sandbox
+from availability.v1 import availability_pb2 as pb
+from availability.v1 import availability_pb2_grpc as pb_grpc
+from tests.helpers.redis_db import flushed_url
+from tests.helpers.replicas import running_replicas
+
+METHOD = "/availability.v1.AvailabilityService/GetSlots"
+TOKEN = "bench-reader-token"
+_THROUGHPUT = re.compile(r"finished in [\d.]+\w+, ([\d.]+) req/s")
+_SUCCEEDED = re.compile(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded")
+_MEAN = re.compile(r"time for request:\s+\S+\s+\S+\s+(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    rps: float
+    mean_ms: float
+
+
+def _ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    return (
+        value / 1000
+        if text.endswith("us")
+        else value * 1000
+        if text.endswith("s") and not text.endswith("ms")
+        else value
+    )
+
+
+async def h2load(
+    port: int, body: Path, *, requests: int, clients: int, streams: int, token: bool
+) -> Load:
+    argv = [
+        "h2load", "-n", str(requests), "-c", str(clients), "-m", str(streams),
+        "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body),
+    ]  # fmt: skip
+    if token:
+        argv += ["-H", f"authorization: Bearer {TOKEN}"]
+    process = await asyncio.create_subprocess_exec(
+        *argv, f"http://127.0.0.1:{port}{METHOD}", stdout=asyncio.subprocess.PIPE
+    )
+    out = (await process.communicate())[0].decode()
+    done = _SUCCEEDED.search(out)
+    rps = _THROUGHPUT.search(out)
+    mean = _MEAN.search(out)
+    if not (done and rps and mean) or done.group(1) != done.group(2):
+        raise RuntimeError(f"h2load failed:\n{out}")
+    return Load(float(rps.group(1)), _ms(mean.group(1)))
+
+
+def _framed(message: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+@contextlib.asynccontextmanager
+async def bare_server(response: bytes) -> AsyncIterator[int]:
+    """This file in ``--bare`` mode: a grpc.aio server returning ``response`` for METHOD."""
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as file:
+        file.write(response)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--bare", file.name, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        port = int((await process.stdout.readline()).decode().split()[-1])
+        yield port
+    finally:
+        process.terminate()
+        await process.wait()
+        await asyncio.to_thread(Path(file.name).unlink)
+
+
+async def serve_bare(path: str) -> None:
+    response = await asyncio.to_thread(Path(path).read_bytes)
+
+    async def get_slots(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return response
+
+    server = grpc.aio.server()
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(get_slots)
+    service, method = METHOD.strip("/").split("/")
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {method: handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"serving on {port}", flush=True)
+    await server.wait_for_termination()
+
+
+async def checked_response(target: str, request: pb.GetSlotsRequest, token: bool) -> bytes:
+    """Warm the range, then return the hit's raw response bytes (it must be a cache hit)."""
+    metadata = (("authorization", f"Bearer {TOKEN}"),) if token else ()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.AvailabilityServiceStub(channel)
+        await stub.GetSlots(request, metadata=metadata, timeout=10)
+        answer = await stub.GetSlots(request, metadata=metadata, timeout=10)
+        if answer.freshness.source != pb.Freshness.SOURCE_CACHE:
+            raise RuntimeError("the warm range was not answered from the cache")
+        raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+        data: bytes = await raw(request.SerializeToString(), metadata=metadata, timeout=10)
+        return data
+
+
+async def one_config(cache: str, days: int, token: bool, args: argparse.Namespace) -> None:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    request = pb.GetSlotsRequest(event_type_id=1001, time_zone="Europe/Berlin")
+    request.start.FromDatetime(start)
+    request.end.FromDatetime(start + timedelta(days=days))
+    env = {"AVAILABILITY_SANDBOX_LATENCY_MIN": "0", "AVAILABILITY_SANDBOX_LATENCY_MAX": "0"}
+    if token:
+        env["AVAILABILITY_API_TOKENS"] = f"{TOKEN}:reader"
+    cache_url = "memory://" if cache == "memory" else flushed_url(15)
+    with tempfile.TemporaryDirectory() as folder:
+        body = Path(folder) / "request.bin"
+        body.write_bytes(_framed(request.SerializeToString()))
+        async with contextlib.AsyncExitStack() as stack:
+            sandbox = await stack.enter_async_context(
+                serve_sandbox(latency=(0.0, 0.0), rate_limit_per_minute=None)
+            )
+            (service,) = await stack.enter_async_context(
+                running_replicas(1, cache_url=cache_url, calcom_url=sandbox.url, env=env)
+            )
+            response = await checked_response(service.target, request, token)
+            bare_port = await stack.enter_async_context(bare_server(response))
+            await _rounds(
+                cache, days, token, int(service.target.rpartition(":")[2]), bare_port, body, args
+            )
+
+
+async def _rounds(
+    cache: str, days: int, token: bool, port: int, bare: int, body: Path, args: argparse.Namespace
+) -> None:
+    load = {"requests": args.requests, "clients": args.clients, "streams": args.streams}
+    sequential = {"requests": args.sequential, "clients": 1, "streams": 1}
+    throughput: list[float] = []
+    latency: list[float] = []
+    for _ in range(args.rounds):
+        ours = await h2load(port, body, token=token, **load)
+        theirs = await h2load(bare, body, token=token, **load)
+        ours_seq = await h2load(port, body, token=token, **sequential)
+        theirs_seq = await h2load(bare, body, token=token, **sequential)
+        throughput.append(ours.rps / theirs.rps)
+        latency.append(ours_seq.mean_ms / theirs_seq.mean_ms)
+        print(
+            f"  {cache:>6} {days}d {'token' if token else 'open ':>5}  "
+            f"service {ours.rps:>7.0f} req/s, bare {theirs.rps:>7.0f} req/s"
+            f" -> {throughput[-1]:.2f}x"
+            f" | sequential {ours_seq.mean_ms:.3f} vs {theirs_seq.mean_ms:.3f} ms"
+            f" -> {latency[-1]:.2f}x",
+            flush=True,
+        )
+    print(
+        f"= {cache:>6} {days}d {'token' if token else 'open'}: throughput "
+        f"{statistics.median(throughput):.2f}x bare, sequential latency "
+        f"{statistics.median(latency):.2f}x bare (medians of {args.rounds} rounds)",
+        flush=True,
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    if shutil.which("h2load") is None:
+        raise SystemExit(
+            "h2load not found: install it (Debian/Ubuntu: apt-get install nghttp2-client)"
+        )
+    started = time.monotonic()
+    for cache in args.cache:
+        for days in args.days:
+            for token in (False, True) if args.tokens else (False,):
+                await one_config(cache, days, token, args)
+    print(f"({time.monotonic() - started:.0f} s)")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bare", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=15000)
+    parser.add_argument("--sequential", type=int, default=2000, help="requests of the -c1 -m1 run")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument(
+        "--cache", nargs="+", default=["memory", "redis"], choices=["memory", "redis"]
+    )
+    parser.add_argument("--days", nargs="+", type=int, default=[1, 7])
+    parser.add_argument("--no-tokens", dest="tokens", action="store_false")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.bare:
+        asyncio.run(serve_bare(arguments.bare))
+    else:
+        asyncio.run(main(arguments))

@@ -1,0 +1,108 @@
+"""Memory per cached bucket, and the process's RSS with many buckets cached.
+
+Fills the real SlotCache (in-memory store) with ``--buckets`` day buckets of
+``--slots`` half-hour slots each (event types x days), serves each once so
+its encoded slots are cached too (what a hit keeps), and reports tracemalloc's
+bytes per bucket and the RSS after. Upstream and clock are in-process fakes:
+only what the cache keeps is measured.
+
+    .venv/bin/python bench/memory.py [--buckets 100000] [--slots 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import tracemalloc
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from availability.adapters.stores.memory import MemoryStore
+from availability.core.cache import SlotCache, SlotsQuery
+from availability.core.clock import ManualClock
+from availability.core.local_days import DAY
+from availability.core.ports import EventTypeInfo
+from availability.core.slots import Slot
+from availability.transport.grpc.wire import encode_slots_response
+
+START = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+class GridUpstream:
+    """``slots`` half-hour slots a day from 08:00 UTC for any event type."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+
+    async def fetch_slots(
+        self,
+        event_type_id: int,
+        first_day: date,
+        last_day: date,
+        *,
+        duration_minutes: int = 0,
+        timeout: float | None = None,
+    ) -> Mapping[date, Sequence[Slot]]:
+        out: dict[date, list[Slot]] = {}
+        day = first_day
+        while day <= last_day:
+            base = int(datetime(day.year, day.month, day.day, 8, tzinfo=UTC).timestamp())
+            out[day] = [Slot(base + i * 1800, base + i * 1800 + 1800) for i in range(self._slots)]
+            day += timedelta(days=1)
+        return out
+
+    async def fetch_event_type(
+        self, event_type_id: int, *, timeout: float | None = None
+    ) -> EventTypeInfo:
+        return EventTypeInfo(event_type_id, frozenset({event_type_id}))
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def fill(cache: SlotCache, buckets: int, days: int, *, first: int) -> None:
+    """``buckets`` more buckets: event types from ``first`` on, ``days`` days each."""
+    for et in range(first, first + max(1, buckets // days)):
+        start = START.timestamp()
+        query = SlotsQuery(et, start, start + days * DAY)
+        encode_slots_response(await cache.get_slots(query))  # a miss that fetches and stores
+        encode_slots_response(await cache.get_slots(query))  # a hit: keeps the encoding
+
+
+async def main(args: argparse.Namespace) -> None:
+    clock = ManualClock(START.timestamp() - 3600)
+    store = MemoryStore()
+    cache = SlotCache(GridUpstream(args.slots), store, clock=clock)
+    baseline = rss_mib()
+    await fill(cache, args.buckets, args.days, first=1)
+    gc.collect()
+    print(f"RSS {rss_mib():,.0f} MiB with {args.buckets:,} buckets ({baseline:,.0f} MiB before)")
+    # tracemalloc costs memory of its own: it counts a further sample, after the RSS reading.
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    await fill(cache, args.sample, args.days, first=args.buckets + 1)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(
+        f"{(after - before) / args.sample:,.0f} bytes per bucket of {args.slots} slots "
+        "(tracemalloc; bucket, encoded slots, store entry and TTL timer, its day versions)"
+    )
+    await cache.close()
+    await store.close()
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--buckets", type=int, default=100_000)
+    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--days", type=int, default=50, help="days per event type")
+    parser.add_argument("--sample", type=int, default=10_000, help="buckets tracemalloc counts")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
