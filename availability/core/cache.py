@@ -239,6 +239,7 @@ class SlotCache:
             lease_ttl=lease_ttl,
             unknown_ttl=unknown_event_type_ttl,
             lookup_timeout=fetch_timeout,
+            failures=self._failures,
         )
 
     @property

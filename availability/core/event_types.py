@@ -22,7 +22,9 @@ each: only tokens keep strangers from asking at all.
 
 A look-up is shared by every caller that wants the same event type and runs
 with its own bound (``lookup_timeout``), not the first caller's deadline;
-each caller waits for it only as long as its own deadline allows.
+each caller waits for it only as long as its own deadline allows. A look-up
+that failed is remembered like a failed slots fetch (``failures``): callers
+arriving meanwhile share its failure instead of calling again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from availability.core.clock import Clock
+from availability.core.failures import FailureMemory
 from availability.core.keys import KeySchema
 from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY
@@ -77,6 +80,7 @@ class EventTypeDirectory:
         lease_ttl: float = 10.0,
         unknown_ttl: float = 60.0,
         lookup_timeout: float = 10.0,
+        failures: FailureMemory | None = None,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -87,6 +91,7 @@ class EventTypeDirectory:
         self._lease_ttl = lease_ttl
         self._unknown_ttl = unknown_ttl
         self._lookup_timeout = lookup_timeout
+        self._failures = failures or FailureMemory(clock=clock)
         self._local: dict[int, _Entry] = {}
         self._lookups: dict[int, asyncio.Task[tuple[int, ...]]] = {}
         self._warned_auth = False
@@ -106,6 +111,12 @@ class EventTypeDirectory:
             return entry.hosts
         lookup = self._lookups.get(event_type_id)
         if lookup is None:
+            remembered = self._failures.recall(_failure_key(event_type_id))
+            if remembered is not None:
+                fallback = self._usable_fallback(entry)
+                if fallback is not None:
+                    return fallback.hosts
+                raise remembered
             # A task, not the caller's own await: a caller that gives up must
             # not cancel the lookup others are waiting for.
             lookup = asyncio.create_task(self._refresh(event_type_id, entry))
@@ -231,7 +242,8 @@ class EventTypeDirectory:
         except EventTypeNotFound:
             await self._remember(event_type_id, _Entry((), now, unknown=True))
             raise
-        except UpstreamUnavailable:
+        except UpstreamUnavailable as exc:
+            self._failures.remember(_failure_key(event_type_id), exc)
             if fallback is not None and now < fallback.fetched_at + self._ttl + self._max_stale:
                 return fallback.hosts
             raise
@@ -245,6 +257,11 @@ class EventTypeDirectory:
         await self._store.write_record(
             self._keys.event_type_record(event_type_id), entry.record(), ttl
         )
+
+
+def _failure_key(event_type_id: int) -> tuple[str, int]:
+    """Look-up failures share the cache's memory under keys no bucket has."""
+    return ("event type", event_type_id)
 
 
 def _not_found(event_type_id: int) -> EventTypeNotFound:
