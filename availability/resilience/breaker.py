@@ -239,8 +239,10 @@ class CircuitBreaker:
     def _refusal(self, now: float) -> CircuitOpen:
         self.rejected += 1
         left = max(0.0, self._next_probe - now)
-        if self._state is BreakerState.HALF_OPEN and left == 0:
-            return CircuitOpen("Cal.com has been failing; a probe call is testing it")
+        if self._state is BreakerState.HALF_OPEN or left == 0:
+            return CircuitOpen(
+                "Cal.com has been failing; a probe call is testing it (circuit breaker half-open)"
+            )
         return CircuitOpen(
             f"Cal.com has been failing; not calling it for {left:.1f} s (circuit breaker open)"
         )
@@ -303,7 +305,8 @@ class CircuitBreaker:
                 self._enter(BreakerState.CLOSED)
         elif isinstance(word, tuple):
             open_until, open_for = word
-            if self._state is BreakerState.CLOSED and now < open_until:
+            # Open until the probe's verdict, even past open_until: a probe may be in the air.
+            if self._state is BreakerState.CLOSED:
                 logger.warning("Cal.com circuit breaker open (another replica saw Cal.com failing)")
                 self._enter(BreakerState.OPEN)
                 self._consecutive = 0
