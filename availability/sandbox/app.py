@@ -352,6 +352,10 @@ class Sandbox:
         """Forget requests, throttling state and faults; release all holds."""
         self.requests.clear()
         self._buckets.clear()
+        self.clear_faults()
+
+    def clear_faults(self) -> None:
+        """End every injected fault (statuses, flakiness, holds, trickles); keep the log."""
         self._faults.clear()
         self._flaky = None
         self.release_holds()

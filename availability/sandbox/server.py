@@ -59,6 +59,10 @@ class RunningSandbox:
         """Forget requests, throttling state and faults; release all holds."""
         self.sandbox.reset()
 
+    def clear_faults(self) -> None:
+        """End every injected fault; keep the request log and throttling state."""
+        self.sandbox.clear_faults()
+
 
 @contextlib.asynccontextmanager
 async def serve_sandbox(

@@ -431,8 +431,9 @@ async def test_flaky_fails_every_other_request_until_reset(
     assert statuses == [502, 200] * 3
     event_type = await client.get("/v2/event-types/1001", headers=EVENT_TYPE_HEADERS)
     assert event_type.status_code == 200  # only its path is flaky
-    sandbox.reset()
+    sandbox.clear_faults()
     assert (await client.get("/v2/slots", params=params)).status_code == 200
+    assert len(sandbox.requests) == 8  # clearing faults keeps the log
 
 
 async def test_trickle_drips_the_body_until_stopped(
