@@ -29,11 +29,16 @@ from dataclasses import dataclass
 __all__ = ["Deadline", "DeadlinePolicy"]
 
 
-@dataclass(frozen=True, slots=True)
 class Deadline:
-    """When the core must have its answer, on :func:`time.monotonic`."""
+    """When the core must have its answer, on :func:`time.monotonic`.
 
-    at: float
+    A plain slotted class, not a frozen dataclass: one is made per read, hits
+    included, and a frozen dataclass's ``__init__`` costs several times more."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
     def remaining(self) -> float:
         """Seconds left (never negative)."""
@@ -63,4 +68,5 @@ class DeadlinePolicy:
     def start(self, remaining: float | None) -> Deadline:
         """The core's deadline for a caller with ``remaining`` seconds (None: no deadline)."""
         total = self.default if remaining is None else remaining
-        return Deadline(time.monotonic() + max(0.0, total - self.reserve(total)))
+        reserve = max(self.reserve_min, self.reserve_share * total)
+        return Deadline(time.monotonic() + max(0.0, total - reserve))
