@@ -75,7 +75,43 @@ class Settings(BaseSettings):
     max_range_days: Annotated[int, Field(ge=1, le=366)] = 90
     """Longest GetSlots range, days; longer ones get INVALID_ARGUMENT."""
     upstream_timeout: Seconds = 10.0
-    """Seconds one Cal.com call may take when the caller sets no deadline."""
+    """Bound on one shared Cal.com fetch, its retries included. A fetch is shared by every
+    caller of its bucket and outlives the ones who give up (the next caller gets its
+    answer), so it has its own bound: each caller waits for it only until its own deadline."""
+
+    # -- when Cal.com misbehaves ---------------------------------------------------
+    default_deadline: Seconds = 5.0
+    """Seconds a call that sets no gRPC deadline may take."""
+    deadline_reserve: Annotated[float, Field(ge=0, lt=1)] = 0.15
+    """Share of the caller's remaining time kept for answering (serving stale, the trip
+    back): the service answers by its deadline minus this, never DEADLINE_EXCEEDED."""
+    deadline_reserve_min: Annotated[float, Field(ge=0)] = 0.05
+    """The reserve's floor, seconds."""
+    stale_wait: Annotated[float, Field(ge=0)] = 1.0
+    """Longest a caller that has a stale bucket waits for its refresh, counted from when the
+    refresh began (one voice turn); the refresh goes on in the background."""
+    failure_memory: Annotated[float, Field(ge=0)] = 1.0
+    """Seconds a failed fetch of a bucket is remembered: callers meanwhile share the failure
+    (or their stale bucket) instead of calling Cal.com again. 0 disables it."""
+    unknown_event_type_ttl: Annotated[float, Field(ge=0)] = 60.0
+    """Seconds an event type Cal.com answered 404 for stays NOT_FOUND without asking again."""
+    max_pending_misses: Annotated[int, Field(ge=1)] = 250
+    """Reads waiting for Cal.com at once; past it a new miss gets RESOURCE_EXHAUSTED (or its
+    stale bucket) at once, so the remaining RPC slots serve cache hits."""
+    retry_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    """Attempts per Cal.com fetch, the first included (5xx, timeouts, connection errors and
+    malformed bodies are retried; 4xx and 429 never)."""
+    retry_budget: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Retries as a share of calls over a sliding 10 s (at least 5 per window)."""
+    breaker_failures: Annotated[int, Field(ge=1)] = 5
+    """Consecutive Cal.com failures that open the circuit breaker."""
+    breaker_failure_ratio: Annotated[float, Field(gt=0, le=1)] = 0.75
+    """Share of failed calls (at least 10 in 10 s) that opens the circuit breaker."""
+    breaker_open_for: Seconds = 1.0
+    """Seconds an opened breaker fails fast before one probe call; doubles after each
+    failed probe up to ``breaker_open_max``."""
+    breaker_open_max: Seconds = 8.0
+    """Longest interval between probes of a failing Cal.com."""
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
     """Seconds in-flight RPCs get to finish after SIGTERM/SIGINT."""
     shutdown_drain: Annotated[float, Field(ge=0)] = 1.0
@@ -155,6 +191,12 @@ class Settings(BaseSettings):
     def _check_latency(self) -> Settings:
         if self.sandbox_latency_min > self.sandbox_latency_max:
             raise ValueError("sandbox_latency_min must not exceed sandbox_latency_max")
+        return self
+
+    @model_validator(mode="after")
+    def _check_breaker(self) -> Settings:
+        if self.breaker_open_for > self.breaker_open_max:
+            raise ValueError("breaker_open_for must not exceed breaker_open_max")
         return self
 
     @field_validator("webhook_secret", "api_tokens")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -25,13 +26,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from availability.adapters.calcom.client import CalcomUpstream
-from availability.adapters.stores.backend import open_cache_backend
+from availability.adapters.stores.backend import CacheBackend, open_cache_backend
 from availability.config import Settings
 from availability.core.cache import SlotCache
 from availability.core.clock import Clock, system_clock
+from availability.core.deadlines import DeadlinePolicy
 from availability.core.keys import KeySchema
+from availability.core.ports import Upstream
 from availability.core.ttl import TieredTtl
+from availability.resilience.breaker import CircuitBreaker, SharedBreakerState
 from availability.resilience.budget import BudgetedUpstream
+from availability.resilience.retries import RetryBudget, RetryingUpstream
 from availability.sandbox import serve_sandbox
 from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
 from availability.transport.grpc.interceptors import AuthInterceptor, MalformedRequestInterceptor
@@ -42,7 +47,14 @@ from availability.transport.http.app import WEBHOOK_PATH, http_app
 from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
 
-__all__ = ["AddressUnavailable", "RunningService", "open_service", "run"]
+__all__ = [
+    "AddressUnavailable",
+    "Resilience",
+    "RunningService",
+    "open_service",
+    "resilient_upstream",
+    "run",
+]
 
 logger = logging.getLogger("availability")
 
@@ -65,6 +77,8 @@ class RunningService:
     calcom_url: str
     http_port: int
     """The bound HTTP port (webhook and probes)."""
+    resilience: Resilience
+    """The Cal.com call stack's state (breaker, retries), for metrics and benchmarks."""
 
     @property
     def target(self) -> str:
@@ -82,6 +96,65 @@ class RunningService:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(grace)
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """The decorators between the cache and Cal.com, outermost first."""
+
+    retries: RetryingUpstream
+    breaker: CircuitBreaker
+    budgeted: BudgetedUpstream
+
+    @property
+    def upstream(self) -> Upstream:
+        """What the cache calls."""
+        return self.retries
+
+
+def resilient_upstream(
+    calcom: Upstream, backend: CacheBackend, settings: Settings, keys: KeySchema, clock: Clock
+) -> Resilience:
+    """Stack the Upstream decorators: retries -> breaker -> budget -> Cal.com.
+
+    The order is what makes the guarantees hold:
+
+    - The budget is innermost, next to the HTTP client: every attempt that
+      reaches Cal.com (first tries, retries, probes, event-type look-ups)
+      spends exactly one unit, and nothing else does.
+    - The breaker is outside the budget: while it is open a call fails before
+      taking a unit (an open breaker spends nothing), and a refusal by the
+      budget is no verdict on Cal.com.
+    - Retries are outermost: each attempt passes the breaker, which counts
+      attempts (what Cal.com sees) and, once open, stops the retries
+      (CircuitOpen is never retried).
+
+    So a failing Cal.com costs at most ``breaker_failures`` calls plus the
+    retries the retry budget allows before the breaker opens, then one probe
+    per open interval (at most one per ``breaker_open_max`` in a long outage),
+    and failure memory keeps each bucket to one fetch per ``failure_memory``:
+    the budget is still there when Cal.com recovers.
+    """
+    budgeted = BudgetedUpstream(calcom, backend.budget)
+    breaker = CircuitBreaker(
+        budgeted,
+        clock=clock,
+        failures=settings.breaker_failures,
+        failure_ratio=settings.breaker_failure_ratio,
+        open_for=settings.breaker_open_for,
+        open_max=settings.breaker_open_max,
+        # With Redis the breaker is the cluster's; in memory it is this process's anyway.
+        shared=None if backend.tiered is None else SharedBreakerState(backend.store, keys),
+    )
+    retries = RetryingUpstream(
+        breaker,
+        clock=clock,
+        rng=random.Random(),
+        attempts=settings.retry_attempts,
+        budget=RetryBudget(clock=clock, ratio=settings.retry_budget),
+        default_timeout=settings.upstream_timeout,
+    )
+    return Resilience(retries, breaker, budgeted)
 
 
 @contextlib.asynccontextmanager
@@ -120,8 +193,9 @@ async def open_service(
                 max_local_buckets=settings.local_cache_buckets,
             )
         )
+        resilience = resilient_upstream(upstream, backend, settings, keys, clock)
         cache = SlotCache(
-            BudgetedUpstream(upstream, backend.budget),
+            resilience.upstream,
             backend.store,
             clock=clock,
             keys=keys,
@@ -133,6 +207,16 @@ async def open_service(
                 near_days=settings.ttl_near_days,
             ),
             max_stale=settings.max_stale,
+            fetch_timeout=settings.upstream_timeout,
+            deadlines=DeadlinePolicy(
+                default=settings.default_deadline,
+                reserve_share=settings.deadline_reserve,
+                reserve_min=settings.deadline_reserve_min,
+            ),
+            stale_wait=settings.stale_wait,
+            failure_memory=settings.failure_memory,
+            unknown_event_type_ttl=settings.unknown_event_type_ttl,
+            max_pending_misses=settings.max_pending_misses,
         )
         stack.push_async_callback(cache.close)
 
@@ -144,13 +228,7 @@ async def open_service(
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-        handlers = rpc_handlers(
-            AvailabilityService(
-                cache,
-                max_range_days=settings.max_range_days,
-                upstream_timeout=settings.upstream_timeout,
-            )
-        )
+        handlers = rpc_handlers(AvailabilityService(cache, max_range_days=settings.max_range_days))
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
         )
@@ -171,7 +249,7 @@ async def open_service(
             # Taken since _check_bindable looked (grpc says only "Failed to bind").
             raise AddressUnavailable(f"cannot serve gRPC on {settings.grpc_addr}") from None
         await server.start()
-        running = RunningService(port, cache, server, health_servicer, calcom_url, http)
+        running = RunningService(port, cache, server, health_servicer, calcom_url, http, resilience)
         try:
             for name in ("", SERVICE_NAME):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

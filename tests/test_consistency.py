@@ -280,7 +280,7 @@ class CacheModel(RuleBasedStateMachine):
     @invariant()
     def nothing_in_flight(self) -> None:
         for cache in self.caches:
-            assert not cache._flights.futures
+            assert not cache._flights.by_key
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

@@ -16,8 +16,29 @@ Reading ``[start, end)`` of an event type:
 
 Invalidation bumps versions instead of deleting keys: a delete loses to a
 fetch that began before it and writes afterwards; a bumped version does not.
-Stale-on-error: when the upstream is unavailable, a bucket past its TTL but
-not invalidated may be served, marked stale, for up to ``max_stale`` seconds.
+
+When Cal.com misbehaves (RFC 5861's stale-while-revalidate and
+stale-if-error, bounded):
+
+- Every read answers by its deadline (:mod:`availability.core.deadlines`):
+  the caller's remaining time minus a reserve. A shared fetch runs with its
+  own bound (``fetch_timeout``), never the first caller's deadline, and each
+  caller waits for it only as long as its own deadline allows; the fetch goes
+  on in the background so the next caller gets its bucket.
+- A bucket past its TTL but not invalidated, within ``max_stale``, is served
+  marked stale when its refresh fails or would not finish in time. A caller
+  holding such a fallback waits for the refresh at most ``stale_wait``
+  seconds after the refresh began (one voice turn), and not at all when the
+  refresh already failed (breaker open, remembered failure). An invalidated
+  bucket is never served.
+- A failed fetch of a bucket is remembered for ``failure_memory`` seconds
+  (:mod:`availability.core.failures`): callers meanwhile share the failure (or
+  their stale bucket) instead of calling Cal.com again.
+- A 404 makes the event type unknown for a while (negative caching, in
+  :mod:`availability.core.event_types`).
+- Load shedding: while ``max_pending_misses`` reads already wait for Cal.com,
+  a new miss is refused at once with :class:`Overloaded` (its stale bucket is
+  served if it has one), so the RPCs that remain serve hits.
 
 This module imports no transport: it is driven by the gRPC servicer, the
 webhook endpoint and tests alike, and reads time only from its clock.
@@ -30,6 +51,7 @@ import contextlib
 import enum
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
@@ -37,13 +59,16 @@ from zoneinfo import ZoneInfo
 
 from availability.core.buckets import Bucket
 from availability.core.clock import Clock
+from availability.core.deadlines import Deadline, DeadlinePolicy
 from availability.core.event_types import EventTypeDirectory
+from availability.core.failures import FailureMemory
 from availability.core.keys import KeySchema
 from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY, LocalDay, SlotRun, group_by_local_date, utc_days
 from availability.core.ports import (
     CacheStore,
     EventTypeNotFound,
+    Overloaded,
     Upstream,
     UpstreamError,
     UpstreamUnavailable,
@@ -148,11 +173,20 @@ class _Used:
     source: Source
 
 
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """One bucket's fetch in the air, as a reader waits for it."""
+
+    future: asyncio.Future[Bucket]
+    started: float
+    """When the fetch began, on :func:`time.monotonic` (bounds a stale holder's wait)."""
+
+
 @dataclass
 class _Flights:
-    """In-flight fetches by (bucket key, stamp); one future per bucket."""
+    """In-flight fetches by (bucket key, stamp); one per bucket."""
 
-    futures: dict[tuple[str, int], asyncio.Future[Bucket]] = field(default_factory=dict)
+    by_key: dict[tuple[str, int], _Flight] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -170,6 +204,12 @@ class SlotCache:
         max_invalidation_days: int = 400,
         event_type_ttl: float = 3600.0,
         lease_ttl: float = 10.0,
+        fetch_timeout: float = 10.0,
+        deadlines: DeadlinePolicy | None = None,
+        stale_wait: float = 1.0,
+        failure_memory: float = 1.0,
+        unknown_event_type_ttl: float = 60.0,
+        max_pending_misses: int = 250,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -181,19 +221,46 @@ class SlotCache:
         self._max_invalidation_days = max_invalidation_days
         self._flights = _Flights()
         self._lease_ttl = lease_ttl
+        self._fetch_timeout = fetch_timeout
+        self._deadlines = deadlines or DeadlinePolicy()
+        self._stale_wait = stale_wait
+        self._failures = FailureMemory(clock=clock, ttl=failure_memory)
+        self._max_pending_misses = max_pending_misses
+        self._pending_misses = 0
+        self.shed = 0
+        """Misses refused at once because too many were waiting for Cal.com (for metrics)."""
         self._seed = VersionSeed(clock)
         self._directory = EventTypeDirectory(
-            upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl, lease_ttl=lease_ttl
+            upstream,
+            store,
+            clock=clock,
+            keys=self._keys,
+            ttl=event_type_ttl,
+            lease_ttl=lease_ttl,
+            unknown_ttl=unknown_event_type_ttl,
+            lookup_timeout=fetch_timeout,
+            failures=self._failures,
         )
 
+    @property
+    def pending_misses(self) -> int:
+        """Reads waiting for Cal.com right now (for metrics)."""
+        return self._pending_misses
+
     async def get_slots(self, query: SlotsQuery, *, timeout: float | None = None) -> SlotsAnswer:
-        """Slots of ``query``; raises :class:`UpstreamError` when they cannot be had."""
+        """Slots of ``query``; raises :class:`UpstreamError` when they cannot be had.
+
+        ``timeout`` is the caller's remaining time in seconds (None: it set no
+        deadline); the answer comes before it, minus the reserve (see
+        :class:`~availability.core.deadlines.DeadlinePolicy`).
+        """
+        deadline = self._deadlines.start(timeout)
         now = self._clock()
         lo = max(query.start, now)
         if lo >= query.end:
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
-        used = await self._buckets_for(query, days, timeout)
+        used = await self._buckets_for(query, days, deadline)
         runs = []
         for entry in used:
             first = entry.bucket.index_at(lo)
@@ -212,9 +279,12 @@ class SlotCache:
 
         Days that ended more than a day ago are skipped (nothing reads them);
         a range wider than ``max_invalidation_days`` invalidates every day.
-        Raises :class:`UpstreamError` when an event type's hosts cannot be
-        learned; what could be invalidated was, and retrying is safe.
+        An event type Cal.com did not know is looked up again (it may exist
+        now). Raises :class:`UpstreamError` when an event type's hosts cannot be
+        learned within ``timeout`` (the caller's remaining time); what could be
+        invalidated was, and retrying is safe.
         """
+        deadline = self._deadlines.start(timeout)
         if scope.everything:
             await self._bump([self._keys.everything_version()])
             logger.debug("invalidated everything")
@@ -224,8 +294,11 @@ class SlotCache:
         lookup_error: UpstreamError | None = None
         if scope.event_type_id is not None:
             event_types.add(scope.event_type_id)
+            await self._directory.forget_unknown(scope.event_type_id)
             try:
-                hosts.update(await self._directory.hosts(scope.event_type_id, timeout=timeout))
+                hosts.update(
+                    await self._directory.hosts(scope.event_type_id, wait=deadline.remaining())
+                )
             except EventTypeNotFound:
                 pass  # Cal.com has no such event type: its own versions are all there is
             except UpstreamError as exc:
@@ -274,14 +347,15 @@ class SlotCache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._directory.close()
 
     # -- reading -------------------------------------------------------------
 
     async def _buckets_for(
-        self, query: SlotsQuery, days: list[date], timeout: float | None
+        self, query: SlotsQuery, days: list[date], deadline: Deadline
     ) -> list[_Used]:
         et, duration = query.event_type_id, query.duration_minutes
-        hosts = await self._directory.hosts(et, timeout=timeout)
+        hosts = await self._directory.hosts(et, wait=deadline.remaining())
         layout = self._versions(et, hosts, days)
         bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
         now = self._clock()
@@ -308,17 +382,10 @@ class SlotCache:
             needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
 
         if needs:
-            results = await self._fill(query, hosts, [need for _, need in needs], timeout)
-            errors: list[UpstreamError] = []
-            for (i, _), result in zip(needs, results, strict=True):
-                if isinstance(result, Bucket):
-                    used[i] = _Used(result, Source.UPSTREAM)
-                elif isinstance(result, UpstreamUnavailable) and i in stale:
-                    used[i] = _Used(stale[i], Source.STALE)
-                else:
-                    errors.append(result)
-            if errors:
-                raise errors[0]
+            results = await self._fill(
+                query, hosts, [need for _, need in needs], [i in stale for i, _ in needs], deadline
+            )
+            _settle(used, needs, results, stale)
         return [u for u in used if u is not None]
 
     def _versions(
@@ -329,47 +396,96 @@ class SlotCache:
     # -- fetching ------------------------------------------------------------
 
     async def _fill(
-        self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need], timeout: float | None
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        needs: list[_Need],
+        has_stale: list[bool],
+        deadline: Deadline,
     ) -> list[Bucket | UpstreamError]:
-        """One result per need: its bucket, or why it could not be had."""
+        """One result per need: its bucket, or why it could not be had in time."""
+        if self._pending_misses >= self._max_pending_misses:
+            return self._shed(needs)
+        flights = self._flights_for(query, hosts, needs)
+        return await self._await_flights(flights, has_stale, deadline)
+
+    def _shed(self, needs: list[_Need]) -> list[Bucket | UpstreamError]:
+        self.shed += 1
+        refusal = Overloaded(
+            f"{self._pending_misses} reads are already waiting for Cal.com; retry shortly"
+        )
+        return [refusal] * len(needs)
+
+    def _flights_for(
+        self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need]
+    ) -> list[_Flight | UpstreamError]:
+        """Join the fetch in the air for each need, or start one, or recall its failure.
+
+        No await between looking a flight up and registering a new one: a
+        concurrent reader either sees it or registers it itself.
+        """
         loop = asyncio.get_running_loop()
-        waiting: list[asyncio.Future[Bucket]] = []
+        flights: list[_Flight | UpstreamError] = []
         run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
         runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
         for need in needs:
             flight_key = (need.key, need.stamp)
-            future = None if query.fresh else self._flights.futures.get(flight_key)
-            if future is None or future.done():  # done: its bucket was in the store already
-                future = loop.create_future()
+            remembered = self._failures.recall(flight_key)
+            if remembered is not None:
+                flights.append(remembered)
+                continue
+            flight = None if query.fresh else self._flights.by_key.get(flight_key)
+            if flight is None or flight.future.done():  # done: its bucket was stored already
+                future: asyncio.Future[Bucket] = loop.create_future()
                 future.add_done_callback(_consume_exception)
-                self._flights.futures[flight_key] = future
+                flight = _Flight(future, time.monotonic())
+                self._flights.by_key[flight_key] = flight
                 if run and (need.day - run[-1][0].day).days != 1:
                     runs.append(run)
                     run = []
                 run.append((need, future))
-            waiting.append(future)
+            flights.append(flight)
         if run:
             runs.append(run)
         for each in runs:
-            task = asyncio.create_task(self._claim(query, hosts, each, timeout))
+            task = asyncio.create_task(self._claim(query, hosts, each))
             self._flights.tasks.add(task)
             task.add_done_callback(self._flights.tasks.discard)
+        return flights
 
-        results: list[Bucket | UpstreamError] = []
-        for future in waiting:
+    async def _await_flights(
+        self, flights: list[_Flight | UpstreamError], has_stale: list[bool], deadline: Deadline
+    ) -> list[Bucket | UpstreamError]:
+        """Wait for the flights as long as this caller may, never cancelling them.
+
+        A caller with a stale fallback for every day waits at most
+        ``stale_wait`` after the latest of its refreshes began; any other
+        waits until its deadline. Whatever has not landed by then is a
+        timeout for this caller only: the fetch goes on for the next one.
+        """
+        waiting = [
+            (flight, stale)
+            for flight, stale in zip(flights, has_stale, strict=True)
+            if isinstance(flight, _Flight) and not flight.future.done()
+        ]
+        if waiting:
+            bound = deadline.remaining()
+            if all(stale for _, stale in waiting):
+                latest = max(flight.started for flight, _ in waiting)
+                bound = min(bound, latest + self._stale_wait - time.monotonic())
+            self._pending_misses += 1
             try:
-                # Shielded: a caller that gives up must not cancel a fetch others share.
-                results.append(await asyncio.shield(future))
-            except UpstreamError as exc:
-                results.append(exc)
-        return results
+                # asyncio.wait never cancels what it waits for: others share these fetches.
+                await asyncio.wait([f.future for f, _ in waiting], timeout=max(0.0, bound))
+            finally:
+                self._pending_misses -= 1
+        return [_outcome(flight) for flight in flights]
 
     async def _claim(
         self,
         query: SlotsQuery,
         hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
-        timeout: float | None,
     ) -> None:
         """Fetch a run of missing days, unless another replica already is.
 
@@ -399,10 +515,10 @@ class SlotCache:
                 if not mine
             ]
             if others:
-                fetch += await self._await_others(query, hosts, others, timeout)
+                fetch += await self._await_others(others)
                 fetch.sort(key=lambda item: item[0].day)
             await asyncio.gather(
-                *(self._fetch_run(query, hosts, part, timeout) for part in _adjacent(fetch))
+                *(self._fetch_run(query, hosts, part) for part in _adjacent(fetch))
             )
         except Exception as exc:  # the store failed: the waiters must still hear
             logger.warning("fetch coordination failed: %s", exc)
@@ -414,8 +530,9 @@ class SlotCache:
                 if not future.done():
                     future.set_exception(UpstreamUnavailable("the fetch was abandoned"))
                 flight_key = (need.key, need.stamp)
-                if self._flights.futures.get(flight_key) is future:
-                    del self._flights.futures[flight_key]
+                flight = self._flights.by_key.get(flight_key)
+                if flight is not None and flight.future is future:
+                    del self._flights.by_key[flight_key]
             if held:
                 with contextlib.suppress(Exception):
                     await self._store.release(held, token)
@@ -435,20 +552,16 @@ class SlotCache:
 
     async def _await_others(
         self,
-        query: SlotsQuery,
-        hosts: Sequence[int],
         others: list[tuple[tuple[_Need, asyncio.Future[Bucket]], str]],
-        timeout: float | None,
     ) -> list[tuple[_Need, asyncio.Future[Bucket]]]:
         """Wait for another replica's fetch; return what it did not deliver.
 
         A bucket with our stamp ends the wait for its day; a lease that
-        vanished without one (its holder failed) or the bound ends it for
-        the rest (see :mod:`availability.core.leases`).
+        vanished without one (its holder failed) or the lease's bound ends it
+        for the rest (see :mod:`availability.core.leases`).
         """
-        bound = self._lease_ttl if timeout is None else min(timeout, self._lease_ttl)
         pending = others
-        async for _ in polls(bound):
+        async for _ in polls(self._lease_ttl):
             buckets, holders = await self._store.read(
                 [need.key for (need, _), _ in pending], [lease for _, lease in pending]
             )
@@ -475,8 +588,9 @@ class SlotCache:
         query: SlotsQuery,
         hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
-        timeout: float | None,
     ) -> None:
+        """One upstream call for adjacent days, bounded by ``fetch_timeout`` (its own
+        bound: whoever waits for it waits only as long as it may)."""
         first, last = run[0][0].day, run[-1][0].day
         started = self._clock()
         try:
@@ -485,11 +599,10 @@ class SlotCache:
                 first,
                 last,
                 duration_minutes=query.duration_minutes,
-                timeout=timeout,
+                timeout=self._fetch_timeout,
             )
         except UpstreamError as exc:
-            for _, future in run:
-                future.set_exception(exc)
+            await self._fetch_failed(query.event_type_id, run, exc)
             return
         except asyncio.CancelledError:
             for _, future in run:
@@ -513,6 +626,20 @@ class SlotCache:
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
         for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
             future.set_result(bucket)
+
+    async def _fetch_failed(
+        self,
+        event_type_id: int,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        error: UpstreamError,
+    ) -> None:
+        """Tell the waiters, and remember: the next callers share the failure for a while."""
+        for need, future in run:
+            self._failures.remember((need.key, need.stamp), error)
+            future.set_exception(error)
+        if isinstance(error, EventTypeNotFound):
+            with contextlib.suppress(Exception):  # only a saving: the 404 is already told
+                await self._directory.mark_unknown(event_type_id)
 
     async def _still_current(
         self,
@@ -557,6 +684,45 @@ def _adjacent(
         else:
             runs.append([item])
     return runs
+
+
+def _outcome(flight: _Flight | UpstreamError) -> Bucket | UpstreamError:
+    """What a need got: its bucket, the fetch's error, or a timeout for this caller."""
+    if isinstance(flight, UpstreamError):
+        return flight
+    future = flight.future
+    if not future.done():
+        return UpstreamUnavailable(
+            f"Cal.com has not answered in {time.monotonic() - flight.started:.1f} s "
+            "and the caller's deadline is near; retry shortly"
+        )
+    if future.cancelled():
+        return UpstreamUnavailable("the fetch was cancelled")
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if isinstance(error, UpstreamError):
+        return error
+    return UpstreamUnavailable(f"the fetch failed: {error}")
+
+
+def _settle(
+    used: list[_Used | None],
+    needs: list[tuple[int, _Need]],
+    results: list[Bucket | UpstreamError],
+    stale: dict[int, Bucket],
+) -> None:
+    """Place fetched buckets, or stale ones where Cal.com was unavailable; else raise."""
+    errors: list[UpstreamError] = []
+    for (i, _), result in zip(needs, results, strict=True):
+        if isinstance(result, Bucket):
+            used[i] = _Used(result, Source.UPSTREAM)
+        elif isinstance(result, UpstreamUnavailable) and i in stale:
+            used[i] = _Used(stale[i], Source.STALE)
+        else:
+            errors.append(result)
+    if errors:
+        raise errors[0]
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:

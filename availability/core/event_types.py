@@ -10,6 +10,21 @@ to ``max_stale`` seconds while Cal.com is unavailable.
 Cal.com's event-type endpoint needs an API key. Without one (401/403) the
 hosts are unknown: the event type is then cached under its own versions only,
 and host-wide invalidation cannot reach it; a warning says so once.
+
+Unknown event types are remembered too (negative caching): once Cal.com
+answers 404 for an id, from this look-up or from a slots fetch, the id is
+answered NOT_FOUND for ``unknown_ttl`` seconds (default 60) without asking
+Cal.com again, on every replica sharing the store (the record says so). So
+repeating a nonexistent id costs Cal.com one call, not one per ask. An
+invalidation naming the id forgets it (the booking service just created it,
+say). A caller asking for *many different* unknown ids still costs a call
+each: only tokens keep strangers from asking at all.
+
+A look-up is shared by every caller that wants the same event type and runs
+with its own bound (``lookup_timeout``), not the first caller's deadline;
+each caller waits for it only as long as its own deadline allows. A look-up
+that failed is remembered like a failed slots fetch (``failures``): callers
+arriving meanwhile share its failure instead of calling again.
 """
 
 from __future__ import annotations
@@ -21,12 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from availability.core.clock import Clock
+from availability.core.failures import FailureMemory
 from availability.core.keys import KeySchema
 from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY
 from availability.core.ports import (
     CacheStore,
     EventTypeInfo,
+    EventTypeNotFound,
     Upstream,
     UpstreamAuthError,
     UpstreamUnavailable,
@@ -41,6 +58,13 @@ logger = logging.getLogger(__name__)
 class _Entry:
     hosts: tuple[int, ...]
     fetched_at: float
+    unknown: bool = False
+    """Cal.com answered 404: no such event type (a negative entry)."""
+
+    def record(self) -> dict[str, Any]:
+        if self.unknown:
+            return {"unknown": True, "fetched_at": self.fetched_at}
+        return {"hosts": list(self.hosts), "fetched_at": self.fetched_at}
 
 
 class EventTypeDirectory:
@@ -54,6 +78,9 @@ class EventTypeDirectory:
         ttl: float = 3600.0,
         max_stale: float = DAY,
         lease_ttl: float = 10.0,
+        unknown_ttl: float = 60.0,
+        lookup_timeout: float = 10.0,
+        failures: FailureMemory | None = None,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -62,27 +89,57 @@ class EventTypeDirectory:
         self._ttl = ttl
         self._max_stale = max_stale
         self._lease_ttl = lease_ttl
+        self._unknown_ttl = unknown_ttl
+        self._lookup_timeout = lookup_timeout
+        self._failures = failures or FailureMemory(clock=clock)
         self._local: dict[int, _Entry] = {}
         self._lookups: dict[int, asyncio.Task[tuple[int, ...]]] = {}
         self._warned_auth = False
 
-    async def hosts(self, event_type_id: int, *, timeout: float | None = None) -> tuple[int, ...]:
+    async def hosts(self, event_type_id: int, *, wait: float) -> tuple[int, ...]:
         """The event type's host ids, ascending; empty when Cal.com will not say.
 
-        Raises :class:`~availability.core.ports.EventTypeNotFound` for an unknown
-        event type and :class:`UpstreamUnavailable` when nothing usable is known.
+        Waits at most ``wait`` seconds for a look-up (which goes on for whoever
+        asks next). Raises :class:`~availability.core.ports.EventTypeNotFound` for
+        an unknown event type and :class:`UpstreamUnavailable` when nothing usable
+        is known in time.
         """
         entry = self._local.get(event_type_id)
-        if entry is not None and self._clock() < entry.fetched_at + self._ttl:
+        if entry is not None and self._fresh(entry, self._clock()):
+            if entry.unknown:
+                raise _not_found(event_type_id)
             return entry.hosts
         lookup = self._lookups.get(event_type_id)
         if lookup is None:
+            remembered = self._failures.recall(_failure_key(event_type_id))
+            if remembered is not None:
+                fallback = self._usable_fallback(entry)
+                if fallback is not None:
+                    return fallback.hosts
+                raise remembered
             # A task, not the caller's own await: a caller that gives up must
             # not cancel the lookup others are waiting for.
-            lookup = asyncio.create_task(self._refresh(event_type_id, entry, timeout))
+            lookup = asyncio.create_task(self._refresh(event_type_id, entry))
             self._lookups[event_type_id] = lookup
             lookup.add_done_callback(lambda done: self._finished(event_type_id, done))
-        return await asyncio.shield(lookup)
+        try:
+            return await asyncio.wait_for(asyncio.shield(lookup), wait)
+        except TimeoutError:
+            fallback = self._usable_fallback(entry)
+            if fallback is not None:
+                return fallback.hosts
+            raise UpstreamUnavailable(
+                f"Cal.com did not tell the hosts of event type {event_type_id} within {wait:.1f} s"
+            ) from None
+
+    def _fresh(self, entry: _Entry, now: float) -> bool:
+        return now < entry.fetched_at + (self._unknown_ttl if entry.unknown else self._ttl)
+
+    def _usable_fallback(self, entry: _Entry | None) -> _Entry | None:
+        """A known entry past its TTL but within ``max_stale``: better than nothing."""
+        if entry is None or entry.unknown:
+            return None
+        return entry if self._clock() < entry.fetched_at + self._ttl + self._max_stale else None
 
     def _finished(self, event_type_id: int, lookup: asyncio.Task[tuple[int, ...]]) -> None:
         if self._lookups.get(event_type_id) is lookup:
@@ -93,20 +150,47 @@ class EventTypeDirectory:
     def sharing(self, host_ids: Iterable[int]) -> list[int]:
         """Event types known to this process that share a host with ``host_ids``."""
         wanted = set(host_ids)
-        return sorted(et for et, entry in self._local.items() if wanted.intersection(entry.hosts))
+        return sorted(
+            et
+            for et, entry in self._local.items()
+            if not entry.unknown and wanted.intersection(entry.hosts)
+        )
 
-    async def _refresh(
-        self, event_type_id: int, entry: _Entry | None, timeout: float | None
-    ) -> tuple[int, ...]:
+    async def mark_unknown(self, event_type_id: int) -> None:
+        """Cal.com answered 404 for this id (e.g. to a slots fetch): remember it."""
+        await self._remember(event_type_id, _Entry((), self._clock(), unknown=True))
+
+    async def forget_unknown(self, event_type_id: int) -> None:
+        """Drop a negative entry for this id, here and in the store (an invalidation
+        names it: it may exist now)."""
+        entry = self._local.get(event_type_id)
+        if entry is not None and entry.unknown:
+            del self._local[event_type_id]
+        key = self._keys.event_type_record(event_type_id)
+        [record] = await self._store.read_records([key])
+        stored = _entry_from(record)
+        if stored is not None and stored.unknown:
+            # The port has no delete: a record that parses as nothing reads as absent.
+            await self._store.write_record(key, {"forgotten": True}, self._unknown_ttl)
+
+    async def close(self) -> None:
+        """Cancel look-ups nobody waits for any more (shutdown)."""
+        lookups = list(self._lookups.values())
+        for lookup in lookups:
+            lookup.cancel()
+        await asyncio.gather(*lookups, return_exceptions=True)
+
+    async def _refresh(self, event_type_id: int, entry: _Entry | None) -> tuple[int, ...]:
         key = self._keys.event_type_record(event_type_id)
         [record] = await self._store.read_records([key])
         stored = _entry_from(record)
         now = self._clock()
-        if stored is not None and now < stored.fetched_at + self._ttl:
-            self._local[event_type_id] = stored
-            return stored.hosts
+        if stored is not None and self._fresh(stored, now):
+            return self._adopt(event_type_id, stored)
         fallback = max(
-            (e for e in (entry, stored) if e is not None), key=lambda e: e.fetched_at, default=None
+            (e for e in (entry, stored) if e is not None and not e.unknown),
+            key=lambda e: e.fetched_at,
+            default=None,
         )
         # One replica looks it up for the cluster (the budget is shared); the others
         # wait for its record, bounded, and look it up themselves if none appears.
@@ -115,33 +199,38 @@ class EventTypeDirectory:
         [mine] = await self._store.lease([lease], token, self._lease_ttl)
         try:
             if not mine:
-                shared = await self._await_record(key, lease, timeout)
+                shared = await self._await_record(key, lease)
                 if shared is not None:
-                    self._local[event_type_id] = shared
-                    return shared.hosts
-            return await self._look_up(event_type_id, key, fallback, timeout)
+                    return self._adopt(event_type_id, shared)
+            return await self._look_up(event_type_id, fallback)
         finally:
             if mine:
                 await self._store.release([lease], token)
 
-    async def _await_record(self, key: str, lease: str, timeout: float | None) -> _Entry | None:
+    def _adopt(self, event_type_id: int, entry: _Entry) -> tuple[int, ...]:
+        self._local[event_type_id] = entry
+        if entry.unknown:
+            raise _not_found(event_type_id)
+        return entry.hosts
+
+    async def _await_record(self, key: str, lease: str) -> _Entry | None:
         """Another replica's look-up result, or None when its lease went without one."""
-        async for _ in polls(self._lease_ttl if timeout is None else min(timeout, self._lease_ttl)):
+        async for _ in polls(self._lease_ttl):
             [record] = await self._store.read_records([key])
             stored = _entry_from(record)
-            if stored is not None and self._clock() < stored.fetched_at + self._ttl:
+            if stored is not None and self._fresh(stored, self._clock()):
                 return stored
             _, [holder] = await self._store.read([], [lease])
             if holder is None:
                 return None
         return None
 
-    async def _look_up(
-        self, event_type_id: int, key: str, fallback: _Entry | None, timeout: float | None
-    ) -> tuple[int, ...]:
+    async def _look_up(self, event_type_id: int, fallback: _Entry | None) -> tuple[int, ...]:
         now = self._clock()
         try:
-            info = await self._upstream.fetch_event_type(event_type_id, timeout=timeout)
+            info = await self._upstream.fetch_event_type(
+                event_type_id, timeout=self._lookup_timeout
+            )
         except UpstreamAuthError:
             if not self._warned_auth:
                 self._warned_auth = True
@@ -150,24 +239,41 @@ class EventTypeDirectory:
                     "bookings invalidate only their own event type, not the host's others"
                 )
             info = EventTypeInfo(event_type_id, frozenset())
-        except UpstreamUnavailable:
+        except EventTypeNotFound:
+            await self._remember(event_type_id, _Entry((), now, unknown=True))
+            raise
+        except UpstreamUnavailable as exc:
+            self._failures.remember(_failure_key(event_type_id), exc)
             if fallback is not None and now < fallback.fetched_at + self._ttl + self._max_stale:
                 return fallback.hosts
             raise
         fresh = _Entry(tuple(sorted(info.host_ids)), now)
-        self._local[event_type_id] = fresh
-        await self._store.write_record(
-            key,
-            {"hosts": list(fresh.hosts), "fetched_at": fresh.fetched_at},
-            self._ttl + self._max_stale,
-        )
+        await self._remember(event_type_id, fresh)
         return fresh.hosts
+
+    async def _remember(self, event_type_id: int, entry: _Entry) -> None:
+        self._local[event_type_id] = entry
+        ttl = self._unknown_ttl if entry.unknown else self._ttl + self._max_stale
+        await self._store.write_record(
+            self._keys.event_type_record(event_type_id), entry.record(), ttl
+        )
+
+
+def _failure_key(event_type_id: int) -> tuple[str, int]:
+    """Look-up failures share the cache's memory under keys no bucket has."""
+    return ("event type", event_type_id)
+
+
+def _not_found(event_type_id: int) -> EventTypeNotFound:
+    return EventTypeNotFound(f"Cal.com does not know event type {event_type_id}")
 
 
 def _entry_from(record: Any) -> _Entry | None:
     if not isinstance(record, dict):
         return None
     try:
+        if record.get("unknown") is True:
+            return _Entry((), float(record["fetched_at"]), unknown=True)
         return _Entry(tuple(int(h) for h in record["hosts"]), float(record["fetched_at"]))
     except (KeyError, TypeError, ValueError):
         return None

@@ -13,6 +13,8 @@ Layout (``{p}`` is the configurable prefix, default ``av1``)::
     {p}:l:et:{event_type_id}                       lease: one replica looks the event type up
     {p}:budget                                     the cluster's Cal.com calls (sorted set)
     {p}:budget:pause                               set while Cal.com blocks the key (429)
+    {p}:breaker                                    record: the cluster's Cal.com circuit breaker
+    {p}:breaker:probe                              lease: one replica probes a failing Cal.com
     {p}:replicas                                   replicas alive (heartbeats, sorted set)
 
 A bucket is valid only while the sum of the versions that cover it equals
@@ -66,6 +68,12 @@ class KeySchema:
 
     def budget_pause(self) -> str:
         return f"{self.prefix}:budget:pause"
+
+    def breaker(self) -> str:
+        return f"{self.prefix}:breaker"
+
+    def breaker_probe(self) -> str:
+        return f"{self.prefix}:breaker:probe"
 
     def replicas(self) -> str:
         return f"{self.prefix}:replicas"

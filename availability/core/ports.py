@@ -23,8 +23,10 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "CacheStore",
+    "CircuitOpen",
     "EventTypeInfo",
     "EventTypeNotFound",
+    "Overloaded",
     "Priority",
     "Upstream",
     "UpstreamAuthError",
@@ -69,6 +71,15 @@ class UpstreamThrottled(UpstreamUnavailable):
 
 class BudgetExhausted(UpstreamUnavailable):
     """No Cal.com call may be made now without exceeding the shared rate limit."""
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Cal.com has been failing: the circuit breaker refused the call without making it."""
+
+
+class Overloaded(UpstreamUnavailable):
+    """Too many reads are already waiting for Cal.com: this miss was refused at once
+    (load shedding); cache hits and stale buckets are still served."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ tests, the state-machine test and the demo. See :mod:`.calendar` for the
 default fixture's hosts and event types.
 """
 
-from availability.sandbox.app import Hold, RecordedRequest, RequestLog, Sandbox
+from availability.sandbox.app import Hold, RecordedRequest, RequestLog, Sandbox, Trickle
 from availability.sandbox.calendar import (
     Booking,
     EventType,
@@ -35,6 +35,7 @@ __all__ = [
     "SandboxError",
     "SlotUnavailable",
     "Team",
+    "Trickle",
     "UnknownBooking",
     "UnknownEventType",
     "default_calendar",

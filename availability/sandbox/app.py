@@ -5,8 +5,10 @@ Cal.com, so the app reproduces the behaviour that adapter must cope with (see
 ``../shared/calcom/README.md`` beside the repository): the ``cal-api-version`` routing, the
 end-of-range trap, Cal.com's error envelope, per-key throttling with its
 headers, and a realistic latency. On top it offers what the real one cannot:
-a request log (to prove cache hits make no upstream call), injected faults,
-and holds that freeze a response in flight so races can be staged exactly.
+a request log (to prove cache hits make no upstream call), injected faults
+(a status and body for the next requests, a flaky Cal.com failing every
+other request, a body trickling in byte by byte), and holds that freeze a
+response in flight so races can be staged exactly (and Cal.com stalls).
 
 Routes: ``GET /v2/slots``, ``GET /v2/event-types/{id}``, ``POST /v2/bookings``,
 ``POST /v2/bookings/{uid}/cancel`` and ``POST /v2/bookings/{uid}/reschedule``.
@@ -15,10 +17,11 @@ Routes: ``GET /v2/slots``, ``GET /v2/event-types/{id}``, ``POST /v2/bookings``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from http import HTTPStatus
@@ -28,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from availability.core.clock import Clock
@@ -48,6 +51,7 @@ __all__ = [
     "RecordedRequest",
     "RequestLog",
     "Sandbox",
+    "Trickle",
 ]
 
 SLOTS_API_VERSION = "2024-09-04"
@@ -180,12 +184,70 @@ class Hold:
         self.release()
 
 
+class Trickle:
+    """Streams responses for a path one byte per ``interval`` until stopped.
+
+    A slow body: the status and headers arrive at once, the bytes barely. Once
+    stopped, responses still dripping send the rest at once (the fault cleared).
+    """
+
+    def __init__(self, path: str, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self._stopped = asyncio.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def wrap(self, response: Response) -> Response:
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return StreamingResponse(
+            self._drip(bytes(response.body)),
+            status_code=response.status_code,
+            headers=headers,
+            media_type=response.media_type,
+        )
+
+    async def _drip(self, body: bytes) -> AsyncIterator[bytes]:
+        for index in range(len(body)):
+            if self.stopped:
+                yield body[index:]
+                return
+            yield body[index : index + 1]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self.interval)
+
+    def __enter__(self) -> Trickle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass(slots=True)
 class _Fault:
     path: str
     status: int
     body: bytes | None
     remaining: int
+    headers: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class _Flaky:
+    path: str
+    status: int
+    every: int
+    seen: int = 0
 
 
 @dataclass(slots=True)
@@ -219,6 +281,8 @@ class Sandbox:
         self._rng = random.Random(seed)
         self._buckets: dict[str, _Bucket] = {}
         self._faults: list[_Fault] = []
+        self._flaky: _Flaky | None = None
+        self._trickles: list[Trickle] = []
         self._holds: list[Hold] = []
         self._attendees: dict[str, Mapping[str, str]] = {}
         self.app = Starlette(
@@ -253,15 +317,30 @@ class Sandbox:
         count: int = 1,
         *,
         path: str = "/v2/slots",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Answer the next ``count`` requests under ``path`` with ``status``.
 
         ``body`` None sends Cal.com's error envelope for the status; a str or
         bytes is sent verbatim as ``application/json`` (garbage included).
+        ``headers`` are added (e.g. Cal.com's ``X-RateLimit-*-Default`` on a 429).
         """
         raw = json.dumps(body).encode() if isinstance(body, Mapping) else body
         raw = raw.encode() if isinstance(raw, str) else raw
-        self._faults.append(_Fault(path, status, raw, count))
+        self._faults.append(_Fault(path, status, raw, count, dict(headers or {})))
+
+    def flaky(self, status: int = 500, *, every: int = 2, path: str = "/v2/slots") -> None:
+        """From now on, fail the first of every ``every`` requests under ``path`` with
+        ``status`` (every=2: every other one), until :meth:`reset`."""
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        self._flaky = _Flaky(path, status, every)
+
+    def trickle(self, interval: float = 0.05, *, path: str = "/v2/slots") -> Trickle:
+        """Send response bodies under ``path`` one byte per ``interval`` until stopped."""
+        trickle = Trickle(path, interval)
+        self._trickles = [t for t in self._trickles if not t.stopped] + [trickle]
+        return trickle
 
     def hold(self, *, path: str = "/v2/slots") -> Hold:
         """Park every response under ``path`` from now until the hold is released."""
@@ -273,7 +352,12 @@ class Sandbox:
         """Forget requests, throttling state and faults; release all holds."""
         self.requests.clear()
         self._buckets.clear()
+        self.clear_faults()
+
+    def clear_faults(self) -> None:
+        """End every injected fault (statuses, flakiness, holds, trickles); keep the log."""
         self._faults.clear()
+        self._flaky = None
         self.release_holds()
 
     def release_holds(self) -> None:
@@ -281,6 +365,9 @@ class Sandbox:
         for hold in self._holds:
             hold.release()
         self._holds.clear()
+        for trickle in self._trickles:
+            trickle.stop()
+        self._trickles.clear()
 
     # -- request pipeline --------------------------------------------------
 
@@ -319,7 +406,10 @@ class Sandbox:
             )
             if hold is not None:
                 await hold._park()
-            return response
+            trickle = next(
+                (t for t in self._trickles if not t.stopped and _under(request, t.path)), None
+            )
+            return response if trickle is None else trickle.wrap(response)
 
         return endpoint
 
@@ -357,13 +447,26 @@ class Sandbox:
     def _take_fault(self, request: Request) -> Response | None:
         fault = next((f for f in self._faults if _under(request, f.path)), None)
         if fault is None:
-            return None
+            return self._take_flaky(request)
         fault.remaining -= 1
         if fault.remaining <= 0:
             self._faults.remove(fault)
+        response: Response
         if fault.body is None:
-            return self._error(request, fault.status, HTTPStatus(fault.status).phrase)
-        return Response(fault.body, fault.status, media_type="application/json")
+            response = self._error(request, fault.status, HTTPStatus(fault.status).phrase)
+        else:
+            response = Response(fault.body, fault.status, media_type="application/json")
+        response.headers.update(fault.headers)
+        return response
+
+    def _take_flaky(self, request: Request) -> Response | None:
+        flaky = self._flaky
+        if flaky is None or not _under(request, flaky.path):
+            return None
+        flaky.seen += 1
+        if (flaky.seen - 1) % flaky.every:
+            return None
+        return self._error(request, flaky.status, HTTPStatus(flaky.status).phrase)
 
     def _error(self, request: Request, status: int, message: str) -> JSONResponse:
         phrase = HTTPStatus(status).phrase

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from availability.core.clock import Clock, system_clock
-from availability.sandbox.app import Hold, RequestLog, Sandbox
+from availability.sandbox.app import Hold, RequestLog, Sandbox, Trickle
 from availability.sandbox.calendar import SandboxCalendar, default_calendar
 from availability.transport.http.serving import serve_asgi
 
@@ -42,15 +42,26 @@ class RunningSandbox:
         count: int = 1,
         *,
         path: str = "/v2/slots",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.sandbox.fail_next(status, body, count, path=path)
+        self.sandbox.fail_next(status, body, count, path=path, headers=headers)
+
+    def flaky(self, status: int = 500, *, every: int = 2, path: str = "/v2/slots") -> None:
+        self.sandbox.flaky(status, every=every, path=path)
 
     def hold(self, *, path: str = "/v2/slots") -> Hold:
         return self.sandbox.hold(path=path)
 
+    def trickle(self, interval: float = 0.05, *, path: str = "/v2/slots") -> Trickle:
+        return self.sandbox.trickle(interval, path=path)
+
     def reset(self) -> None:
         """Forget requests, throttling state and faults; release all holds."""
         self.sandbox.reset()
+
+    def clear_faults(self) -> None:
+        """End every injected fault; keep the request log and throttling state."""
+        self.sandbox.clear_faults()
 
 
 @contextlib.asynccontextmanager

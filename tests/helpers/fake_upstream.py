@@ -23,6 +23,7 @@ class Call:
     first_day: date
     last_day: date
     duration_minutes: int
+    timeout: float | None = None
 
 
 class FakeUpstream:
@@ -33,6 +34,8 @@ class FakeUpstream:
         self.calls: list[Call] = []
         self.gate: asyncio.Event | None = None
         self.fail_with: UpstreamError | None = None
+        self.event_type_error: UpstreamError | None = None
+        """Fails event-type look-ups only (e.g. no API key: slots still answer)."""
         self.started = asyncio.Event()
 
     def add(self, event_type_id: int, *starts: int, length: int = 1800) -> None:
@@ -52,7 +55,7 @@ class FakeUpstream:
         duration_minutes: int = 0,
         timeout: float | None = None,
     ) -> Mapping[date, Sequence[Slot]]:
-        self.calls.append(Call(event_type_id, first_day, last_day, duration_minutes))
+        self.calls.append(Call(event_type_id, first_day, last_day, duration_minutes, timeout))
         # Snapshot the truth when the fetch *begins*, as Cal.com would answer.
         snapshot = list(self.truth.get(event_type_id, ()))
         self.started.set()
@@ -73,6 +76,8 @@ class FakeUpstream:
         self, event_type_id: int, *, timeout: float | None = None
     ) -> EventTypeInfo:
         self.event_type_calls.append(event_type_id)
+        if self.event_type_error is not None:
+            raise self.event_type_error
         if self.fail_with is not None:
             raise self.fail_with
         if event_type_id not in self.truth:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -410,6 +411,55 @@ async def test_fail_next_forces_statuses_then_recovers(
     assert (await client.get("/v2/slots", params=params)).status_code == 200
     assert (await client.get("/v2/event-types/1001", headers=EVENT_TYPE_HEADERS)).status_code == 500
     assert [r.status for r in sandbox.requests] == [503, 500, 500, 200, 429, 200, 200, 500]
+
+
+async def test_fail_next_can_send_calcoms_rate_limit_headers(
+    client: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    sandbox.fail_next(429, headers={"X-RateLimit-Reset-Default": "7"})
+    response = await client.get("/v2/slots", params={"eventTypeId": 1001, **TUESDAY})
+    assert_error(response, 429, "ThrottlerException")
+    assert response.headers["x-ratelimit-reset-default"] == "7"
+
+
+async def test_flaky_fails_every_other_request_until_reset(
+    client: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    params: Params = {"eventTypeId": 1001, **TUESDAY}
+    sandbox.flaky(502)
+    statuses = [(await client.get("/v2/slots", params=params)).status_code for _ in range(6)]
+    assert statuses == [502, 200] * 3
+    event_type = await client.get("/v2/event-types/1001", headers=EVENT_TYPE_HEADERS)
+    assert event_type.status_code == 200  # only its path is flaky
+    sandbox.clear_faults()
+    assert (await client.get("/v2/slots", params=params)).status_code == 200
+    assert len(sandbox.requests) == 8  # clearing faults keeps the log
+
+
+async def test_trickle_drips_the_body_until_stopped(
+    client: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    expected = await data(client, eventTypeId=1001, **TUESDAY)
+    trickle = sandbox.trickle(interval=60)
+    received: list[bytes] = []
+    first_byte = asyncio.Event()
+
+    async def read() -> bytes:
+        async with client.stream(
+            "GET", "/v2/slots", params={"eventTypeId": 1001, **TUESDAY}
+        ) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                received.append(chunk)
+                first_byte.set()
+        return b"".join(received)
+
+    reading = asyncio.create_task(read())
+    await asyncio.wait_for(first_byte.wait(), 5)
+    assert received == [b"{"]  # the rest would take minutes
+    trickle.stop()
+    body = await asyncio.wait_for(reading, 5)
+    assert json.loads(body)["data"] == expected
 
 
 async def test_hold_freezes_a_response_in_flight(

@@ -18,6 +18,7 @@ from availability.core.cache import SlotCache
 from availability.core.ports import (
     BudgetExhausted,
     EventTypeNotFound,
+    Overloaded,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejected,
@@ -37,9 +38,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
 _MAX_REASON_CHARS = 200
 """How much of ``InvalidateSlots.reason`` the log keeps ("booking_created" needs 15)."""
 
-# First match wins: BudgetExhausted is a kind of UpstreamUnavailable.
+# First match wins: BudgetExhausted and Overloaded are kinds of UpstreamUnavailable.
 _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
     BudgetExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UpstreamRejected: grpc.StatusCode.INVALID_ARGUMENT,
     EventTypeNotFound: grpc.StatusCode.NOT_FOUND,
     UpstreamAuthError: grpc.StatusCode.FAILED_PRECONDITION,
@@ -48,10 +50,9 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 
 
 class AvailabilityService:
-    def __init__(self, cache: SlotCache, *, max_range_days: int, upstream_timeout: float) -> None:
+    def __init__(self, cache: SlotCache, *, max_range_days: int) -> None:
         self._cache = cache
         self._max_range_days = max_range_days
-        self._upstream_timeout = upstream_timeout
 
     async def GetSlots(
         self,
@@ -102,11 +103,12 @@ class AvailabilityService:
             everything=done.everything,
         )
 
-    def _timeout(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
-        remaining = context.time_remaining()
-        if remaining is None:
-            return self._upstream_timeout
-        return min(remaining, self._upstream_timeout)
+    @staticmethod
+    def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        """The caller's remaining time (None: no deadline). The core decides what to do
+        with it: answer before it, minus a reserve (see availability.core.deadlines)."""
+        remaining: float | None = context.time_remaining()
+        return remaining
 
 
 def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
