@@ -42,8 +42,12 @@ class _Settings:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._timeout = timeout
         self._metadata = bearer_metadata(token)
+        self._closed = False
 
     def _deadline(self, timeout: float | None) -> Deadline:
+        if self._closed:
+            # Like httpx: a usage error, not a failed call (and not grpc's own message).
+            raise RuntimeError(f"this {type(self).__name__} is closed")
         return Deadline(self._timeout if timeout is None else timeout)
 
 
@@ -99,6 +103,7 @@ class Connection(_Settings):
 
     def close(self) -> None:
         """Close the channel (if this client opened it); calls in flight are cancelled."""
+        self._closed = True
         if self._owned:
             self._channel.close()
 
@@ -170,6 +175,7 @@ class AsyncConnection(_Settings):
 
     async def close(self) -> None:
         """Close the channel (if this client opened it); calls in flight are cancelled."""
+        self._closed = True
         if self._owned:
             await self._channel.close()
 
