@@ -164,9 +164,8 @@ class BookingClient(Connection):
         slot starting at ``start`` and ending at ``end``? It spends the shared Cal.com
         budget, so call it once per booking, just before booking."""
         request = _exact_slot_request(event_type_id, start, end, duration_minutes)
-        return _offers(
-            availability_from(self._get_slots(request, self._deadline(timeout)), _UTC), start, end
-        )
+        response = self._get_slots(request, self._deadline(timeout))
+        return _offers(availability_from(response, _UTC), start, end)
 
     def _send(
         self, requests: Sequence[pb.InvalidateSlotsRequest], timeout: float | None

@@ -37,10 +37,7 @@ class _Settings:
     """Seconds a call may take, all retries included, unless the client or the call says."""
 
     def __init__(self, *, token: str | None, timeout: float | None) -> None:
-        timeout = self.default_timeout if timeout is None else timeout
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self._timeout = timeout
+        self._timeout = _positive(self.default_timeout if timeout is None else timeout)
         self._metadata = bearer_metadata(token)
         self._closed = False
 
@@ -55,17 +52,12 @@ class Deadline:
     """One deadline across the calls of one method (a reschedule may take two)."""
 
     def __init__(self, seconds: float) -> None:
-        if not seconds > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {seconds!r}")
-        self._at = time.monotonic() + seconds
+        self._at = time.monotonic() + _positive(seconds)
 
     def remaining(self) -> float:
         left = self._at - time.monotonic()
         if left <= 0:
-            raise DeadlineExceeded(
-                "the deadline passed before every call was made",
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
+            raise DeadlineExceeded("the deadline passed before every call was made")
         return left
 
 
@@ -214,6 +206,12 @@ class AsyncConnection(_Settings):
         except grpc.aio.AioRpcError as exc:
             raise error_from_status(exc.code(), exc.details(), exc.trailing_metadata()) from None
         return responses
+
+
+def _positive(seconds: float) -> float:
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError(f"timeout must be a positive number of seconds, got {seconds!r}")
+    return seconds
 
 
 def _error(exc: grpc.RpcError) -> AvailabilityError:

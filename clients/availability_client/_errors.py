@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -45,10 +46,13 @@ class FieldViolation:
 class AvailabilityError(Exception):
     """The root of every error the clients raise for a failed call."""
 
-    def __init__(self, message: str, *, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> None:
+    status: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    """The gRPC status this class stands for."""
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        self.code = code or self.status
         """The gRPC status the server (or the channel) answered with."""
 
 
@@ -59,11 +63,13 @@ class InvalidArgument(AvailabilityError):
     rejected a parameter).
     """
 
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
     def __init__(
         self,
         message: str,
         *,
-        code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
+        code: grpc.StatusCode | None = None,
         violations: Iterable[FieldViolation] = (),
     ) -> None:
         super().__init__(message, code=code)
@@ -74,10 +80,14 @@ class InvalidArgument(AvailabilityError):
 class NotFound(AvailabilityError):
     """NOT_FOUND: Cal.com does not know the event type."""
 
+    status = grpc.StatusCode.NOT_FOUND
+
 
 class Unavailable(AvailabilityError):
     """UNAVAILABLE: the service cannot be reached, or Cal.com is down and nothing usable
     is cached. Already retried within the call's deadline."""
+
+    status = grpc.StatusCode.UNAVAILABLE
 
 
 class RateLimited(AvailabilityError):
@@ -85,32 +95,45 @@ class RateLimited(AvailabilityError):
     cached), or the server is at its limit of concurrent calls. Not retried: retrying
     at once would only spend more."""
 
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
 
 class Unauthenticated(AvailabilityError):
     """UNAUTHENTICATED: no token, or one the server does not know."""
+
+    status = grpc.StatusCode.UNAUTHENTICATED
 
 
 class PermissionDenied(AvailabilityError):
     """PERMISSION_DENIED: the token's role may not call this (a reader invalidating)."""
 
+    status = grpc.StatusCode.PERMISSION_DENIED
+
 
 class DeadlineExceeded(AvailabilityError):
     """DEADLINE_EXCEEDED: no answer within the call's deadline (retries included)."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class FailedPrecondition(AvailabilityError):
     """FAILED_PRECONDITION: the server is misconfigured (Cal.com rejected its API key)."""
 
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
 
 _BY_CODE: dict[grpc.StatusCode, type[AvailabilityError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    kind.status: kind
+    for kind in (
+        InvalidArgument,
+        NotFound,
+        Unavailable,
+        RateLimited,
+        Unauthenticated,
+        PermissionDenied,
+        DeadlineExceeded,
+        FailedPrecondition,
+    )
 }
 
 

@@ -108,16 +108,16 @@ def invalidate_request(
     host_ids: Iterable[int] = (),
     everything: bool = False,
 ) -> pb.InvalidateSlotsRequest:
-    if (start is None) != (end is None):
-        raise ValueError("give both start and end, or neither")
     request = pb.InvalidateSlotsRequest(
         event_type_id=event_type_id or 0,
         reason=reason,
         host_ids=list(host_ids),
         everything=everything,
     )
-    if start is not None and end is not None:
+    # One without the other goes as it is: the server names the missing field.
+    if start is not None:
         request.start.FromDatetime(require_aware(start, "start"))
+    if end is not None:
         request.end.FromDatetime(require_aware(end, "end"))
     return request
 

@@ -184,9 +184,11 @@ def test_the_raw_invalidate(played: PlayedServer, booking: BookingClient) -> Non
     [
         lambda b: b.booking_created(1001, START.replace(tzinfo=None), END),
         lambda b: b.booking_rescheduled(1001, START, END, LATER.replace(tzinfo=None), LATER),
-        lambda b: b.invalidate(reason="x", event_type_id=1001, start=START),
+        lambda b: b.invalidate(
+            reason="x", event_type_id=1001, start=START, end=END.replace(tzinfo=None)
+        ),
     ],
-    ids=["naive", "naive-new-window", "start-without-end"],
+    ids=["naive", "naive-new-window", "naive-raw"],
 )
 def test_what_cannot_cross_the_wire_is_refused_before_any_call(
     booking: BookingClient, call: Callable[[BookingClient], object]

@@ -70,6 +70,9 @@ class ThreadedBooking:
     async def reservation_released(self, *args: Any, **kwargs: Any) -> Invalidated:
         return await asyncio.to_thread(self.client.reservation_released, *args, **kwargs)
 
+    async def invalidate(self, **kwargs: Any) -> Invalidated:
+        return await asyncio.to_thread(self.client.invalidate, **kwargs)
+
     async def is_free(self, *args: Any, **kwargs: Any) -> bool:
         return await asyncio.to_thread(self.client.is_free, *args, **kwargs)
 
@@ -258,3 +261,18 @@ async def test_server_errors_arrive_as_the_tree(clients: Clients) -> None:
         await clients.booking.booking_created(ALICE_30, AT_14, AT_14)
     assert caught.value.field == "end"
     assert [v.field for v in caught.value.violations] == ["end"]
+    with pytest.raises(InvalidArgument) as caught:
+        await clients.booking.invalidate(reason="test", event_type_id=ALICE_30, start=AT_14)
+    assert caught.value.field == "end"
+    with pytest.raises(InvalidArgument) as caught:
+        await clients.booking.invalidate(reason="test")
+    assert caught.value.field == "event_type_id"
+
+
+async def test_the_raw_invalidate_of_everything(clients: Clients) -> None:
+    await clients.agent.get_slots(ALICE_30, *TUESDAY)
+    assert (await clients.agent.get_slots(ALICE_30, *TUESDAY)).freshness.source is Source.CACHE
+    done = await clients.booking.invalidate(reason="outage_recovery", everything=True)
+    assert done.everything
+    assert done.all_dates
+    assert (await clients.agent.get_slots(ALICE_30, *TUESDAY)).freshness.source is Source.UPSTREAM
