@@ -53,7 +53,11 @@ class Front:
     failures: int | None = 0
     attempts: dict[str, int] = field(default_factory=dict)
     target: str = ""
-    _never: asyncio.Event = field(default_factory=asyncio.Event)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the calls that were never to be answered go (before the server stops)."""
+        self._released.set()
 
     def handler(self, method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
         forward: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.upstream.unary_unary(
@@ -64,7 +68,7 @@ class Front:
             self.attempts[method] = attempt = self.attempts.get(method, 0) + 1
             if self.failures is None or attempt <= self.failures:
                 if self.code is None:
-                    await self._never.wait()
+                    await self._released.wait()
                 else:
                     await context.abort(self.code, f"the front says {self.code.name}")
             response: bytes = await forward(request, timeout=context.time_remaining())
@@ -89,7 +93,7 @@ async def front(service: RunningService) -> AsyncIterator[Front]:
         front.target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
         await server.start()
         yield front
-        front._never.set()
+        front.release()
         await server.stop(0)
 
 
