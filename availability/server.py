@@ -48,6 +48,7 @@ from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
 
 __all__ = [
+    "KEEPALIVE_ACCEPTED",
     "AddressUnavailable",
     "Resilience",
     "RunningService",
@@ -65,6 +66,15 @@ _GRPC_OPTIONS = [("grpc.so_reuseport", 0)]
 
 class AddressUnavailable(Exception):
     """A listen address cannot be bound; the message names it and says why."""
+
+
+KEEPALIVE_ACCEPTED: tuple[tuple[str, int], ...] = (
+    # Clients ping idle connections (availability_client every 30 s) so that one a load
+    # balancer dropped is replaced between calls; by default a server answers such pings
+    # with GOAWAY ("too many pings") after two. Accept them down to every 10 s.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +235,7 @@ async def open_service(
             options=[
                 *_GRPC_OPTIONS,
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
+                *KEEPALIVE_ACCEPTED,
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
