@@ -155,7 +155,9 @@ class CacheStore(Protocol):
         ...
 
     async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
-        """Add one to each version; an absent one becomes ``seed`` (already newer)."""
+        """Set each version to ``max(v + 1, seed)``; an absent one becomes ``seed`` (already
+        newer). ``seed`` is the clock in microseconds, so a version tells when it was last
+        bumped."""
         ...
 
     async def read_records(self, keys: Sequence[str]) -> list[Any]:

@@ -55,12 +55,12 @@ class MemoryStore:
         return [int(v) for v in await self._cache.multi_get(list(keys))]
 
     async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
+        # max(v + 1, seed): a bumped version tells when it was bumped (see
+        # availability.core.versions). No await yields between the get and the set.
         for key in keys:
-            try:
-                await self._cache.add(key, seed, ttl=ttl)
-            except ValueError:
-                await self._cache.increment(key, 1)
-                await self._cache.expire(key, ttl)
+            current = await self._cache.get(key)
+            value = seed if current is None else max(int(current) + 1, seed)
+            await self._cache.set(key, value, ttl=ttl)
 
     async def read_records(self, keys: Sequence[str]) -> list[Any]:
         return list(await self._cache.multi_get(list(keys)))

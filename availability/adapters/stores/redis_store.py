@@ -39,10 +39,13 @@ end
 return redis.call('MGET', unpack(KEYS))
 """
 
-# Present -> +1; absent -> the seed (newer than anything it could have held).
+# max(v + 1, seed); absent -> the seed (newer than anything it could have held). So a
+# bumped version is at least the bumper's clock in microseconds: it tells when it was bumped.
 _BUMP = """
+local seed = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
+  local v = redis.call('GET', key)
+  if v and tonumber(v) + 1 >= seed then
     redis.call('INCR', key)
     redis.call('PEXPIRE', key, ARGV[2])
   else

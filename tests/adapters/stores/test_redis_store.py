@@ -42,9 +42,21 @@ async def test_buckets_and_versions_round_trip_as_json(store: RedisStore) -> Non
 async def test_seed_keeps_existing_and_bump_increments_or_seeds(store: RedisStore) -> None:
     assert await store.seed_versions(["a", "b"], 500, 60.0) == [500, 500]
     assert await store.seed_versions(["a"], 900, 60.0) == [500]
-    await store.bump_versions(["a", "c"], 700, 60.0)
+    await store.bump_versions(["a", "c"], 400, 60.0)
     _, versions = await store.read([], ["a", "b", "c"])
-    assert versions == [501, 500, 700]
+    assert versions == [501, 500, 400]
+
+
+async def test_a_bump_is_at_least_its_seed_exactly_at_microsecond_scale(
+    store: RedisStore,
+) -> None:
+    # Clock microseconds have 16 digits: Lua must not round them through a float format.
+    older, now_us = 1_785_000_000_000_001, 1_785_000_123_456_789
+    await store.seed_versions(["a", "b"], older, 60.0)
+    await store.bump_versions(["a"], now_us, 60.0)  # max(v + 1, seed) = the seed
+    await store.bump_versions(["b", "b"], older, 60.0)  # v + 1 twice
+    _, versions = await store.read([], ["a", "b"])
+    assert versions == [now_us, older + 2]
 
 
 async def test_leases_are_exclusive_and_released_only_by_their_holder(store: RedisStore) -> None:
