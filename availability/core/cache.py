@@ -14,6 +14,44 @@ Reading ``[start, end)`` of an event type:
 4. Slots are filtered to ``[max(start, now), end)`` and regrouped by local
    date in the caller's time zone.
 
+One Cal.com round trip per cold read. A bucket's stamp covers its hosts'
+versions, so judging or stamping needs the hosts, which only Cal.com's
+event-type look-up tells. When nobody knows them (never seen, or the record
+expired with no usable fallback), the look-up and the slots fetch run
+*concurrently* instead of one after the other:
+
+- The fetch is stamped with the versions known before it began (everything,
+  the event type, its days: the *pre-stamp*) and takes its start ``t0``. Only
+  readers that do not know the hosts either join it (its flights are keyed
+  apart); they cannot judge stored buckets, and a cold event type has none
+  anyway. Across replicas it is leased under (bucket key, pre-stamp) like any
+  fetch; a replica that finds the lease held waits until it goes, then reads
+  again: by then the hosts' record and the bucket are in the store.
+- A reader that knows the hosts (it learnt them from the look-up that runs
+  beside the fetch) and has nothing to serve for a day waits the same way for
+  such a fetch in the air, here or on another replica, and then reads again,
+  instead of seeding the hosts' versions or fetching itself: its seed would
+  look like an invalidation to the fetch (below) and cost a second call.
+- When both have finished, the hosts' versions (host and host-day keys of the
+  fetched days) are read. A bump sets a version to ``max(v + 1, seed)``, the
+  seed being the bumper's clock in microseconds, so a version tells when it
+  was last bumped. If each one is missing (no bump recorded: it is seeded now,
+  with our own seed) or below ``t0 - SKEW_MARGIN``, no invalidation of these
+  hosts landed after the fetch began, so Cal.com's answer already contains
+  every booking they stand for, and the stamp "pre-fetch versions + these
+  host versions" is exactly the stamp a reader knowing the hosts would have
+  taken before fetching. The bucket is stored and served under it.
+- Otherwise a host was invalidated while the fetch was in flight (rare): its
+  answer may predate the booking, so it is neither stored nor served; the
+  days are fetched again under the full stamp, and the waiters wait one more
+  round trip. A seed someone else wrote meanwhile (a reader of another event
+  type of the same host, say) looks the same and costs the same: safe, rare.
+  If the look-up fails, the answer is served (Cal.com gave it after the read
+  began) but not stored: nothing could judge it later.
+
+Known hosts never cost a look-up on the request path: host records are
+renewed in the background before they expire (:mod:`availability.core.event_types`).
+
 Invalidation bumps versions instead of deleting keys: a delete loses to a
 fetch that began before it and writes afterwards; a bumped version does not.
 
@@ -52,7 +90,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -73,6 +111,7 @@ from availability.core.ports import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from availability.core.slots import Slot
 from availability.core.ttl import TieredTtl
 from availability.core.versions import (
     StampCheck,
@@ -95,6 +134,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _UTC = ZoneInfo("UTC")
+
+SKEW_MARGIN = 1.0
+"""Seconds by which replicas' clocks may disagree. A host version is taken as bumped
+before a fetch began only if it is below the fetch's start minus this margin (see the
+module docstring): a bumper whose clock runs behind still seeds above that line."""
+
+
+class _ReadAgain(UpstreamUnavailable):
+    """Another replica fetched these days without their hosts: the reader reads again
+    (once; a second time it is plain unavailability, which callers may retry)."""
 
 
 class Source(enum.Enum):
@@ -182,11 +231,16 @@ class _Flight:
     """When the fetch began, on :func:`time.monotonic` (bounds a stale holder's wait)."""
 
 
+_FlightKey = tuple[str, int, bool]
+"""(bucket key, stamp, hosts unknown): a fetch stamped without its hosts' versions is
+joined only by readers that do not know them either."""
+
+
 @dataclass
 class _Flights:
-    """In-flight fetches by (bucket key, stamp); one per bucket."""
+    """In-flight fetches by :data:`_FlightKey`; one per bucket and stamp."""
 
-    by_key: dict[tuple[str, int], _Flight] = field(default_factory=dict)
+    by_key: dict[_FlightKey, _Flight] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -352,21 +406,32 @@ class SlotCache:
     # -- reading -------------------------------------------------------------
 
     async def _buckets_for(
-        self, query: SlotsQuery, days: list[date], deadline: Deadline
+        self, query: SlotsQuery, days: list[date], deadline: Deadline, *, again: bool = False
     ) -> list[_Used]:
+        """``again``: this read follows a wait for a fetch begun without hosts; it
+        does not wait for another one (so a read waits for at most one)."""
         et, duration = query.event_type_id, query.duration_minutes
-        hosts = await self._directory.hosts(et, wait=deadline.remaining())
+        hosts = await self._directory.known_hosts(et, wait=deadline.remaining())
+        if hosts is None:
+            return await self._read_hosts_unknown(query, days, deadline, again=again)
         layout = self._versions(et, hosts, days)
         bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
         now = self._clock()
         buckets, versions = await self._store.read(
             [] if query.fresh else bucket_keys, layout.keys, StampCheck(layout, now)
         )
-        stamps = layout.stamps(
-            await current_versions(
-                self._store, layout.keys, versions, self._seed, self._version_ttl
+        known = [v for v in versions if v is not None]
+        stamps = layout.stamps(known) if len(known) == len(versions) else []
+        if not (again or query.fresh) and await self._waited_for_blind_fetch(
+            query, days, buckets, layout, versions, stamps, deadline
+        ):
+            return _waited(await self._buckets_for(query, days, deadline, again=True))
+        if not stamps:  # a version is missing: seed it, newer than any stamp
+            stamps = layout.stamps(
+                await current_versions(
+                    self._store, layout.keys, versions, self._seed, self._version_ttl
+                )
             )
-        )
 
         used: list[_Used | None] = [None] * len(days)
         stale: dict[int, Bucket] = {}
@@ -388,6 +453,101 @@ class SlotCache:
             _settle(used, needs, results, stale)
         return [u for u in used if u is not None]
 
+    async def _waited_for_blind_fetch(
+        self,
+        query: SlotsQuery,
+        days: list[date],
+        buckets: Sequence[Bucket | None],
+        layout: VersionLayout,
+        versions: Sequence[int | None],
+        stamps: Sequence[int],
+        deadline: Deadline,
+    ) -> bool:
+        """Wait for fetches begun without hosts (here or on another replica) of the days
+        this reader has nothing to serve for; True if there were any (read again).
+
+        ``stamps``: the days' stamps, empty when a version is missing. Called before
+        seeding: seeding the hosts' versions now would make such a fetch take the seed
+        for an invalidation and fetch again (module docstring). Costs one store read,
+        only on a miss with no stale fallback.
+        """
+        now = self._clock()
+        bare = [
+            i
+            for i, bucket in enumerate(buckets or [None] * len(days))
+            if not (
+                stamps
+                and bucket is not None
+                and bucket.stamp == stamps[i]
+                and now < bucket.expires_at + self._max_stale  # a hit, or a stale fallback
+            )
+        ]
+        if not bare:
+            return False
+        value = dict(zip(layout.keys, versions, strict=True))
+        without_hosts = self._versions(query.event_type_id, (), days)
+        pre = [value[k] for k in without_hosts.keys]
+        known = [v for v in pre if v is not None]
+        if len(known) != len(pre):
+            return False  # such a fetch seeds these before it begins: none is in the air
+        pre_stamps = without_hosts.stamps(known)
+        bucket_keys = _bucket_keys(
+            self._keys, query.event_type_id, query.duration_minutes, days[0], len(days)
+        )
+        futures: list[asyncio.Future[Bucket]] = []
+        leases: list[str] = []
+        for i in bare:
+            key, stamp = bucket_keys[i], pre_stamps[i]
+            flight = self._flights.by_key.get((key, stamp, True))
+            if flight is not None and not flight.future.done():
+                futures.append(flight.future)
+            else:
+                leases.append(self._keys.lease_without_hosts(query.event_type_id, key, stamp))
+        if leases:
+            _, holders = await self._store.read([], leases)
+            leases = [
+                lease for lease, holder in zip(leases, holders, strict=True) if holder is not None
+            ]
+        if not (futures or leases):
+            return False
+        if futures:
+            await asyncio.wait(futures, timeout=deadline.remaining())
+        await self._leases_gone(leases, deadline.remaining())
+        return True
+
+    async def _leases_gone(self, leases: list[str], bound: float) -> None:
+        """Wait until another replica's leases are gone (its fetch is over), bounded."""
+        if not leases:
+            return
+        async for _ in polls(min(bound, self._lease_ttl)):
+            _, holders = await self._store.read([], leases)
+            if all(holder is None for holder in holders):
+                return
+
+    async def _read_hosts_unknown(
+        self, query: SlotsQuery, days: list[date], deadline: Deadline, *, again: bool
+    ) -> list[_Used]:
+        """Fetch every day under the versions known without hosts (module docstring)."""
+        et, duration = query.event_type_id, query.duration_minutes
+        layout = self._versions(et, (), days)
+        _, versions = await self._store.read([], layout.keys)
+        stamps = layout.stamps(
+            await current_versions(
+                self._store, layout.keys, versions, self._seed, self._version_ttl
+            )
+        )
+        bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
+        needs = [
+            _Need(day, key, stamp)
+            for day, key, stamp in zip(days, bucket_keys, stamps, strict=True)
+        ]
+        used: list[_Used | None] = [None] * len(days)
+        results = await self._fill(query, None, needs, [False] * len(needs), deadline)
+        if not again and any(isinstance(r, _ReadAgain) for r in results):
+            return _waited(await self._buckets_for(query, days, deadline, again=True))
+        _settle(used, list(enumerate(needs)), results, {})
+        return [u for u in used if u is not None]
+
     def _versions(
         self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
     ) -> VersionLayout:
@@ -398,7 +558,7 @@ class SlotCache:
     async def _fill(
         self,
         query: SlotsQuery,
-        hosts: Sequence[int],
+        hosts: Sequence[int] | None,
         needs: list[_Need],
         has_stale: list[bool],
         deadline: Deadline,
@@ -417,9 +577,14 @@ class SlotCache:
         return [refusal] * len(needs)
 
     def _flights_for(
-        self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need]
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int] | None,
+        needs: list[_Need],
     ) -> list[_Flight | UpstreamError]:
         """Join the fetch in the air for each need, or start one, or recall its failure.
+
+        ``hosts`` None: they are unknown, and the needs carry stamps without them.
 
         No await between looking a flight up and registering a new one: a
         concurrent reader either sees it or registers it itself.
@@ -429,7 +594,7 @@ class SlotCache:
         run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
         runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
         for need in needs:
-            flight_key = (need.key, need.stamp)
+            flight_key = (need.key, need.stamp, hosts is None)
             remembered = self._failures.recall(flight_key)
             if remembered is not None:
                 flights.append(remembered)
@@ -448,10 +613,17 @@ class SlotCache:
         if run:
             runs.append(run)
         for each in runs:
-            task = asyncio.create_task(self._claim(query, hosts, each))
-            self._flights.tasks.add(task)
-            task.add_done_callback(self._flights.tasks.discard)
+            self._start(
+                self._claim(query, hosts, each)
+                if hosts is not None
+                else self._fetch_hosts_unknown(query, each)
+            )
         return flights
+
+    def _start(self, fetch: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(fetch)
+        self._flights.tasks.add(task)
+        task.add_done_callback(self._flights.tasks.discard)
 
     async def _await_flights(
         self, flights: list[_Flight | UpstreamError], has_stale: list[bool], deadline: Deadline
@@ -526,13 +698,7 @@ class SlotCache:
                 if not future.done():
                     future.set_exception(UpstreamUnavailable("cache store failure"))
         finally:
-            for need, future in run:
-                if not future.done():
-                    future.set_exception(UpstreamUnavailable("the fetch was abandoned"))
-                flight_key = (need.key, need.stamp)
-                flight = self._flights.by_key.get(flight_key)
-                if flight is not None and flight.future is future:
-                    del self._flights.by_key[flight_key]
+            self._land(run, hosts_unknown=False)
             if held:
                 with contextlib.suppress(Exception):
                     await self._store.release(held, token)
@@ -583,6 +749,18 @@ class SlotCache:
                 break
         return [item for item, _ in pending]
 
+    def _land(
+        self, run: list[tuple[_Need, asyncio.Future[Bucket]]], *, hosts_unknown: bool
+    ) -> None:
+        """A run's flights are over: tell waiters left without an answer, and let go."""
+        for need, future in run:
+            if not future.done():
+                future.set_exception(UpstreamUnavailable("the fetch was abandoned"))
+            flight_key = (need.key, need.stamp, hosts_unknown)
+            flight = self._flights.by_key.get(flight_key)
+            if flight is not None and flight.future is future:
+                del self._flights.by_key[flight_key]
+
     async def _fetch_run(
         self,
         query: SlotsQuery,
@@ -591,19 +769,29 @@ class SlotCache:
     ) -> None:
         """One upstream call for adjacent days, bounded by ``fetch_timeout`` (its own
         bound: whoever waits for it waits only as long as it may)."""
-        first, last = run[0][0].day, run[-1][0].day
         started = self._clock()
+        fetched = await self._call_upstream(query, run, hosts_unknown=False)
+        if fetched is not None:
+            await self._deliver(query, hosts, run, self._buckets(run, fetched, started))
+
+    async def _call_upstream(
+        self,
+        query: SlotsQuery,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        *,
+        hosts_unknown: bool,
+    ) -> Mapping[date, Sequence[Slot]] | None:
+        """Cal.com's slots for the run's days; None when it failed (the waiters are told)."""
         try:
-            fetched = await self._upstream.fetch_slots(
+            return await self._upstream.fetch_slots(
                 query.event_type_id,
-                first,
-                last,
+                run[0][0].day,
+                run[-1][0].day,
                 duration_minutes=query.duration_minutes,
                 timeout=self._fetch_timeout,
             )
         except UpstreamError as exc:
-            await self._fetch_failed(query.event_type_id, run, exc)
-            return
+            await self._fetch_failed(query.event_type_id, run, exc, hosts_unknown=hosts_unknown)
         except asyncio.CancelledError:
             for _, future in run:
                 future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
@@ -612,13 +800,30 @@ class SlotCache:
             logger.exception("upstream adapter failed")
             for _, future in run:
                 future.set_exception(UpstreamUnavailable(f"upstream adapter failed: {exc}"))
-            return
+        return None
+
+    def _buckets(
+        self,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        fetched: Mapping[date, Sequence[Slot]],
+        started: float,
+    ) -> list[tuple[str, Bucket, float]]:
         entries: list[tuple[str, Bucket, float]] = []
         for need, _ in run:
             slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
             ttl = self._ttl.ttl(need.day, len(slots), started)
             bucket = Bucket(started, started + ttl, need.stamp, slots)
             entries.append((need.key, bucket, ttl + self._max_stale))
+        return entries
+
+    async def _deliver(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        entries: list[tuple[str, Bucket, float]],
+    ) -> None:
+        """Store what is still current, and hand every bucket to its waiters."""
         try:
             await self._store.write(await self._still_current(query, hosts, run, entries))
         except Exception:
@@ -627,15 +832,164 @@ class SlotCache:
         for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
             future.set_result(bucket)
 
+    async def _fetch_hosts_unknown(
+        self, query: SlotsQuery, run: list[tuple[_Need, asyncio.Future[Bucket]]]
+    ) -> None:
+        """Fetch a run of days begun without hosts, unless another replica already is:
+        then wait until its lease goes and tell the waiters to read again (its bucket
+        carries a stamp with the hosts' versions, which only a read that knows them
+        can judge)."""
+        token = lease_token()
+        leases = [
+            self._keys.lease_without_hosts(query.event_type_id, need.key, need.stamp)
+            for need, _ in run
+        ]
+        held: list[str] = []
+        try:
+            # A FRESH read must not take another replica's answer: it may predate the read.
+            got = (
+                [True] * len(run)
+                if query.fresh
+                else await self._store.lease(leases, token, self._lease_ttl)
+            )
+            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+            theirs = [lease for lease, mine in zip(leases, got, strict=True) if not mine]
+            waiting = [item for item, mine in zip(run, got, strict=True) if not mine]
+            ours = [item for item, mine in zip(run, got, strict=True) if mine]
+            await asyncio.gather(
+                self._read_again_after(theirs, waiting),
+                *(self._fetch_without_hosts(query, part) for part in _adjacent(ours)),
+            )
+        except Exception as exc:  # the store failed: the waiters must still hear
+            logger.warning("fetch coordination failed: %s", exc)
+            for _, future in run:
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable("cache store failure"))
+        finally:
+            self._land(run, hosts_unknown=True)
+            if held:
+                with contextlib.suppress(Exception):
+                    await self._store.release(held, token)
+
+    async def _read_again_after(
+        self, leases: list[str], items: list[tuple[_Need, asyncio.Future[Bucket]]]
+    ) -> None:
+        """Another replica holds these days' leases: once they are gone, read again."""
+        if items:
+            await self._leases_gone(leases, self._lease_ttl)
+            for _, future in items:
+                future.set_exception(_ReadAgain("another replica fetched it; read again"))
+
+    async def _fetch_without_hosts(
+        self, query: SlotsQuery, run: list[tuple[_Need, asyncio.Future[Bucket]]]
+    ) -> None:
+        """The slots fetch and the host look-up at once; then stamp, or fetch again
+        (the argument is in the module docstring)."""
+        started = self._clock()
+        fetched, hosts = await asyncio.gather(
+            self._call_upstream(query, run, hosts_unknown=True),
+            self._learn_hosts(query.event_type_id),
+        )
+        if fetched is None:
+            return
+        entries = self._buckets(run, fetched, started)
+        if hosts is None:  # right now, but nothing could judge it later: serve only
+            for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
+                future.set_result(bucket)
+            return
+        stamps = await self._learnt_stamps(hosts, run, started)
+        if stamps is None:
+            await self._fetch_again(query, hosts, run)
+            return
+        restamped = [
+            (_Need(need.day, need.key, stamp), future)
+            for (need, future), stamp in zip(run, stamps, strict=True)
+        ]
+        entries = [
+            (key, Bucket(b.fetched_at, b.expires_at, stamp, b.slots), ttl)
+            for (key, b, ttl), stamp in zip(entries, stamps, strict=True)
+        ]
+        await self._deliver(query, hosts, restamped, entries)
+
+    async def _learn_hosts(self, event_type_id: int) -> tuple[int, ...] | None:
+        """The look-up that runs beside the fetch; None if it failed (the fetch decides)."""
+        try:
+            return await self._directory.hosts(event_type_id, wait=self._fetch_timeout)
+        except UpstreamError:
+            return None
+
+    async def _learnt_stamps(
+        self,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        started: float,
+    ) -> list[int] | None:
+        """The run's full stamps, or None if a host was invalidated since ``started``."""
+        keys = [self._keys.host_version(h) for h in hosts]
+        for need, _ in run:
+            keys.extend(self._keys.host_day_version(h, need.day) for h in hosts)
+        _, versions = await self._store.read([], keys)
+        missing = [k for k, v in zip(keys, versions, strict=True) if v is None]
+        seeded: dict[str, int] = {}
+        if missing:
+            seed = self._seed()
+            values = await self._store.seed_versions(missing, seed, self._version_ttl)
+            if any(v != seed for v in values):
+                return None  # bumped between our read and our seed: after the fetch began
+            seeded = dict(zip(missing, values, strict=True))
+        line = int((started - SKEW_MARGIN) * 1_000_000)
+        if any(v is not None and v >= line for v in versions):
+            return None  # bumped (or seeded by someone else) since the fetch began
+        current = [seeded[k] if v is None else v for k, v in zip(keys, versions, strict=True)]
+        head, per_day = sum(current[: len(hosts)]), len(hosts)
+        return [
+            need.stamp
+            + head
+            + sum(current[len(hosts) + i * per_day : len(hosts) + (i + 1) * per_day])
+            for i, (need, _) in enumerate(run)
+        ]
+
+    async def _fetch_again(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+    ) -> None:
+        """A host was invalidated during the fetch: fetch under the full stamps (the way a
+        reader knowing the hosts does), and hand those buckets to this run's waiters."""
+        days = [need.day for need, _ in run]
+        layout = self._versions(query.event_type_id, hosts, days)
+        _, versions = await self._store.read([], layout.keys)
+        stamps = layout.stamps(
+            await current_versions(
+                self._store, layout.keys, versions, self._seed, self._version_ttl
+            )
+        )
+        needs = [
+            _Need(need.day, need.key, stamp) for (need, _), stamp in zip(run, stamps, strict=True)
+        ]
+        flights = self._flights_for(query, hosts, needs)
+        pending = [f.future for f in flights if isinstance(f, _Flight)]
+        if pending:
+            await asyncio.wait(pending)
+        for (_, future), flight in zip(run, flights, strict=True):
+            outcome = _outcome(flight)
+            if isinstance(outcome, Bucket):
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome)
+
     async def _fetch_failed(
         self,
         event_type_id: int,
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         error: UpstreamError,
+        *,
+        hosts_unknown: bool,
     ) -> None:
         """Tell the waiters, and remember: the next callers share the failure for a while."""
         for need, future in run:
-            self._failures.remember((need.key, need.stamp), error)
+            self._failures.remember((need.key, need.stamp, hosts_unknown), error)
             future.set_exception(error)
         if isinstance(error, EventTypeNotFound):
             with contextlib.suppress(Exception):  # only a saving: the 404 is already told
@@ -723,6 +1077,15 @@ def _settle(
             errors.append(result)
     if errors:
         raise errors[0]
+
+
+def _waited(used: list[_Used]) -> list[_Used]:
+    """A read again after waiting for another's fetch: it waited for Cal.com, as a
+    reader joining that fetch would have (its hits count as fetched for it)."""
+    for entry in used:
+        if entry.source is Source.CACHE:
+            entry.source = Source.UPSTREAM
+    return used
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:

@@ -25,6 +25,13 @@ with its own bound (``lookup_timeout``), not the first caller's deadline;
 each caller waits for it only as long as its own deadline allows. A look-up
 that failed is remembered like a failed slots fetch (``failures``): callers
 arriving meanwhile share its failure instead of calling again.
+
+A known event type never waits for a look-up on the request path: a record
+read in the last :data:`REFRESH_AHEAD` of its TTL is looked up again in the
+background (one replica for the cluster, under the same lease), so it is
+renewed before it expires. An event type nobody knows is read without its
+hosts (:meth:`EventTypeDirectory.known_hosts` answers None): the cache then
+fetches its slots while the look-up runs (see :mod:`availability.core.cache`).
 """
 
 from __future__ import annotations
@@ -49,9 +56,12 @@ from availability.core.ports import (
     UpstreamUnavailable,
 )
 
-__all__ = ["EventTypeDirectory"]
+__all__ = ["REFRESH_AHEAD", "EventTypeDirectory"]
 
 logger = logging.getLogger(__name__)
+
+REFRESH_AHEAD = 0.1
+"""Share of a host record's TTL before its end in which a read renews it in the background."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,7 @@ class EventTypeDirectory:
         if entry is not None and self._fresh(entry, self._clock()):
             if entry.unknown:
                 raise _not_found(event_type_id)
+            self._renew_if_due(event_type_id, entry)
             return entry.hosts
         lookup = self._lookups.get(event_type_id)
         if lookup is None:
@@ -117,11 +128,7 @@ class EventTypeDirectory:
                 if fallback is not None:
                     return fallback.hosts
                 raise remembered
-            # A task, not the caller's own await: a caller that gives up must
-            # not cancel the lookup others are waiting for.
-            lookup = asyncio.create_task(self._refresh(event_type_id, entry))
-            self._lookups[event_type_id] = lookup
-            lookup.add_done_callback(lambda done: self._finished(event_type_id, done))
+            lookup = self._start_lookup(event_type_id, entry, ahead=False)
         try:
             return await asyncio.wait_for(asyncio.shield(lookup), wait)
         except TimeoutError:
@@ -132,8 +139,49 @@ class EventTypeDirectory:
                 f"Cal.com did not tell the hosts of event type {event_type_id} within {wait:.1f} s"
             ) from None
 
-    def _fresh(self, entry: _Entry, now: float) -> bool:
-        return now < entry.fetched_at + (self._unknown_ttl if entry.unknown else self._ttl)
+    async def known_hosts(self, event_type_id: int, *, wait: float) -> tuple[int, ...] | None:
+        """The hosts if this process or the store knows them (as :meth:`hosts`); None when
+        only a Cal.com look-up could tell (never seen, or the record expired with no
+        usable fallback): the caller then reads without them and starts :meth:`hosts`
+        alongside its slots fetch. Raises like :meth:`hosts`."""
+        entry = self._local.get(event_type_id)
+        if entry is not None and (
+            self._fresh(entry, self._clock()) or self._usable_fallback(entry) is not None
+        ):
+            return await self.hosts(event_type_id, wait=wait)
+        [record] = await self._store.read_records([self._keys.event_type_record(event_type_id)])
+        stored = _entry_from(record)
+        if stored is not None and self._fresh(stored, self._clock()):
+            hosts = self._adopt(event_type_id, stored)
+            self._renew_if_due(event_type_id, stored)
+            return hosts
+        return None
+
+    def _start_lookup(
+        self, event_type_id: int, entry: _Entry | None, *, ahead: bool
+    ) -> asyncio.Task[tuple[int, ...]]:
+        # A task, not the caller's own await: a caller that gives up must
+        # not cancel the lookup others are waiting for.
+        lookup = asyncio.create_task(self._refresh(event_type_id, entry, ahead=ahead))
+        self._lookups[event_type_id] = lookup
+        lookup.add_done_callback(lambda done: self._finished(event_type_id, done))
+        return lookup
+
+    def _renew_if_due(self, event_type_id: int, entry: _Entry) -> None:
+        """Look a fresh record up again in the background in the last part of its TTL."""
+        if (
+            self._clock() >= entry.fetched_at + self._ttl * (1 - REFRESH_AHEAD)
+            and event_type_id not in self._lookups
+            and self._failures.recall(_failure_key(event_type_id)) is None
+        ):
+            self._start_lookup(event_type_id, entry, ahead=True)
+
+    def _fresh(self, entry: _Entry, now: float, *, ahead: bool = False) -> bool:
+        """Within its TTL at ``now``; with ``ahead``, also outside the renewal window."""
+        if entry.unknown:
+            return now < entry.fetched_at + self._unknown_ttl
+        margin = self._ttl * REFRESH_AHEAD if ahead else 0.0
+        return now < entry.fetched_at + self._ttl - margin
 
     def _usable_fallback(self, entry: _Entry | None) -> _Entry | None:
         """A known entry past its TTL but within ``max_stale``: better than nothing."""
@@ -180,12 +228,16 @@ class EventTypeDirectory:
             lookup.cancel()
         await asyncio.gather(*lookups, return_exceptions=True)
 
-    async def _refresh(self, event_type_id: int, entry: _Entry | None) -> tuple[int, ...]:
+    async def _refresh(
+        self, event_type_id: int, entry: _Entry | None, *, ahead: bool
+    ) -> tuple[int, ...]:
+        """Adopt the store's record or look the event type up; ``ahead``: renewing a
+        record that is still fresh, so one that is due for renewal does not count."""
         key = self._keys.event_type_record(event_type_id)
         [record] = await self._store.read_records([key])
         stored = _entry_from(record)
         now = self._clock()
-        if stored is not None and self._fresh(stored, now):
+        if stored is not None and self._fresh(stored, now, ahead=ahead):
             return self._adopt(event_type_id, stored)
         fallback = max(
             (e for e in (entry, stored) if e is not None and not e.unknown),
@@ -199,7 +251,7 @@ class EventTypeDirectory:
         [mine] = await self._store.lease([lease], token, self._lease_ttl)
         try:
             if not mine:
-                shared = await self._await_record(key, lease)
+                shared = await self._await_record(key, lease, ahead=ahead)
                 if shared is not None:
                     return self._adopt(event_type_id, shared)
             return await self._look_up(event_type_id, fallback)
@@ -213,12 +265,12 @@ class EventTypeDirectory:
             raise _not_found(event_type_id)
         return entry.hosts
 
-    async def _await_record(self, key: str, lease: str) -> _Entry | None:
+    async def _await_record(self, key: str, lease: str, *, ahead: bool) -> _Entry | None:
         """Another replica's look-up result, or None when its lease went without one."""
         async for _ in polls(self._lease_ttl):
             [record] = await self._store.read_records([key])
             stored = _entry_from(record)
-            if stored is not None and self._fresh(stored, self._clock()):
+            if stored is not None and self._fresh(stored, self._clock(), ahead=ahead):
                 return stored
             _, [holder] = await self._store.read([], [lease])
             if holder is None:

@@ -10,6 +10,7 @@ Layout (``{p}`` is the configurable prefix, default ``av1``)::
     {p}:v:hd:{host_id}:{YYYY-MM-DD}                version: one UTC day of one host
     {p}:et:{event_type_id}                         record: the event type's hosts (JSON)
     {p}:l:{event_type_id}:{stamp}:{bucket key}     lease: one replica fetches that bucket
+    {p}:l:nh:{event_type_id}:{stamp}:{bucket key}  lease: the same, by a replica without hosts
     {p}:l:et:{event_type_id}                       lease: one replica looks the event type up
     {p}:budget                                     the cluster's Cal.com calls (sorted set)
     {p}:budget:pause                               set while Cal.com blocks the key (429)
@@ -59,6 +60,10 @@ class KeySchema:
 
     def lease(self, event_type_id: int, bucket_key: str, stamp: int) -> str:
         return f"{self.prefix}:l:{event_type_id}:{stamp}:{bucket_key}"
+
+    def lease_without_hosts(self, event_type_id: int, bucket_key: str, stamp: int) -> str:
+        """A fetch stamped before its hosts were known (:mod:`availability.core.cache`)."""
+        return f"{self.prefix}:l:nh:{event_type_id}:{stamp}:{bucket_key}"
 
     def event_type_lease(self, event_type_id: int) -> str:
         return f"{self.prefix}:l:et:{event_type_id}"

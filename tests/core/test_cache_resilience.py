@@ -129,8 +129,9 @@ async def test_a_failed_look_up_is_shared_for_a_second_too(
     for _ in range(10):
         with pytest.raises(UpstreamUnavailable, match="500"):
             await cache.get_slots(query(*DAY))
+    # A cold read asks for the hosts and the slots at once: each failed once, for all ten.
     assert upstream.event_type_calls == [ET]
-    assert upstream.calls == []
+    assert len(upstream.calls) == 1
     clock.advance(1)
     upstream.fail_with = None
     assert flat(await cache.get_slots(query(*DAY))) == [at("2026-11-24T09:00")]
@@ -169,12 +170,16 @@ async def test_fifty_asks_for_an_unknown_event_type_cost_one_look_up(
     for _ in range(50):
         with pytest.raises(EventTypeNotFound):
             await cache.get_slots(unknown)
-    assert upstream.event_type_calls == [UNKNOWN]
-    assert upstream.calls == []
+    # The look-up and the slots fetch start together; whichever 404s first makes the id
+    # unknown (the other may not even be made): at most one of each, for all fifty.
+    assert len(upstream.calls) == 1
+    assert upstream.event_type_calls in ([], [UNKNOWN])
+    calls_then = len(upstream.event_type_calls)
     clock.advance(60)  # the negative entry's TTL
     with pytest.raises(EventTypeNotFound):
         await cache.get_slots(unknown)
-    assert upstream.event_type_calls == [UNKNOWN, UNKNOWN]
+    assert len(upstream.calls) == 2
+    assert len(upstream.event_type_calls) <= calls_then + 1
 
 
 async def test_a_404_from_the_slots_fetch_is_remembered_too(
@@ -186,7 +191,7 @@ async def test_a_404_from_the_slots_fetch_is_remembered_too(
         with pytest.raises(EventTypeNotFound):
             await cache.get_slots(unknown)
     assert len(upstream.calls) == 1
-    assert upstream.event_type_calls == [UNKNOWN]
+    assert upstream.event_type_calls in ([], [UNKNOWN])
 
 
 async def test_an_invalidation_naming_an_unknown_event_type_forgets_it(
@@ -213,7 +218,8 @@ async def test_the_negative_entry_is_shared_through_the_store(
         await first.get_slots(unknown)
     with pytest.raises(EventTypeNotFound):
         await second.get_slots(unknown)  # another replica: it reads the record
-    assert upstream.event_type_calls == [UNKNOWN]
+    assert len(upstream.calls) == 1  # the first's 404 (its look-up may not have been made)
+    assert upstream.event_type_calls in ([], [UNKNOWN])
     upstream.add(UNKNOWN, at("2026-11-24T10:00"))
     await second.invalidate(InvalidationScope(UNKNOWN))
     first._directory._local.clear()  # first's own copy aside, the store forgot it too
@@ -254,6 +260,6 @@ async def test_a_look_up_that_outlasts_the_deadline_is_unavailable_not_a_hang(
     slow = SlowLookups()
     slow.truth = upstream.truth
     cache = make_cache(slow, clock)
-    with pytest.raises(UpstreamUnavailable, match="hosts"):
-        await cache.get_slots(query(*DAY), timeout=0.3)
+    with pytest.raises(UpstreamUnavailable, match="deadline"):
+        await cache.get_slots(query(*DAY), timeout=0.3)  # the slots came; the hosts did not
     await cache.close()  # cancels the look-up nobody waits for

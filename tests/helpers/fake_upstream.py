@@ -37,6 +37,9 @@ class FakeUpstream:
         self.event_type_error: UpstreamError | None = None
         """Fails event-type look-ups only (e.g. no API key: slots still answer)."""
         self.started = asyncio.Event()
+        self.event_type_gate: asyncio.Event | None = None
+        """Holds event-type look-ups (``gate`` holds slots fetches only)."""
+        self.event_type_started = asyncio.Event()
 
     def add(self, event_type_id: int, *starts: int, length: int = 1800) -> None:
         slots = self.truth.setdefault(event_type_id, [])
@@ -76,6 +79,9 @@ class FakeUpstream:
         self, event_type_id: int, *, timeout: float | None = None
     ) -> EventTypeInfo:
         self.event_type_calls.append(event_type_id)
+        self.event_type_started.set()
+        if self.event_type_gate is not None:
+            await self.event_type_gate.wait()
         if self.event_type_error is not None:
             raise self.event_type_error
         if self.fail_with is not None:

@@ -15,8 +15,10 @@ import pytest
 
 from availability.adapters.stores.redis_store import RedisStore
 from availability.adapters.stores.tiered import TieredStore
-from availability.core.cache import InvalidationScope, SlotCache, SlotsQuery, Source
+from availability.core.cache import SKEW_MARGIN, InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
+from availability.core.keys import KeySchema
+from availability.core.leases import polls
 from tests.core.test_cache import ET, at, flat
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.redis_db import flushed_url
@@ -112,6 +114,47 @@ async def test_concurrent_cold_reads_on_two_replicas_cost_one_fetch(cluster: Clu
     cluster.upstream.gate.set()
     results = await asyncio.gather(first, second)
     assert flat(results[0]) == flat(results[1])
+    assert len(cluster.upstream.calls) == 1
+
+
+async def test_a_replica_not_knowing_the_hosts_yet_waits_for_the_cold_fetch(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.replica(), cluster.replica()
+    cluster.upstream.gate, cluster.upstream.event_type_gate = asyncio.Event(), asyncio.Event()
+    first = asyncio.create_task(a.get_slots(DAY))
+    await cluster.upstream.started.wait()  # A holds the lease, fetching without hosts
+    await cluster.upstream.event_type_started.wait()  # and its look-up is held: B cannot know
+    second = asyncio.create_task(b.get_slots(DAY))
+    await asyncio.sleep(0.05)  # B finds A's lease (under the pre-stamp) and polls it
+    cluster.upstream.gate.set()
+    cluster.upstream.event_type_gate.set()
+    results = await asyncio.gather(first, second)
+    assert flat(results[0]) == flat(results[1])
+    assert results[1].freshness.source is Source.UPSTREAM  # it waited for A's fetch
+    assert (len(cluster.upstream.calls), cluster.upstream.event_type_calls) == (1, [ET])
+
+
+async def test_a_replica_that_learnt_the_hosts_mid_fetch_waits_for_it(
+    cluster: Cluster, clock: ManualClock
+) -> None:
+    a, b = cluster.replica(), cluster.replica()
+    # The host's versions exist (an old invalidation): B could stamp and fetch on its own.
+    await b.invalidate(InvalidationScope(host_ids=(1,)))
+    clock.advance(2 * SKEW_MARGIN)
+    cluster.upstream.gate = asyncio.Event()
+    first = asyncio.create_task(a.get_slots(DAY))
+    await cluster.upstream.started.wait()
+    record = KeySchema().event_type_record(ET)
+    async for _ in polls(5.0):  # A's look-up has answered: B reads the hosts from Redis
+        if (await cluster.stores[1].read_records([record]))[0] is not None:
+            break
+    second = asyncio.create_task(b.get_slots(DAY))
+    await asyncio.sleep(0.05)  # B has nothing to serve and finds A's lease: it waits
+    cluster.upstream.gate.set()
+    results = await asyncio.gather(first, second)
+    assert flat(results[0]) == flat(results[1])
+    assert results[1].freshness.source is Source.UPSTREAM  # it waited for A's fetch
     assert len(cluster.upstream.calls) == 1
 
 
