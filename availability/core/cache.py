@@ -19,6 +19,10 @@ fetch that began before it and writes afterwards; a bumped version does not.
 Stale-on-error: when the upstream is unavailable, a bucket past its TTL but
 not invalidated may be served, marked stale, for up to ``max_stale`` seconds.
 
+An optional :class:`~availability.core.observe.CacheObserver` hears how each
+bucket was had, every answer, and what re-fetching a bucket still believed
+current found (measured staleness; see :mod:`availability.core.observe`).
+
 This module imports no transport: it is driven by the gRPC servicer, tests
 and the TTL simulator alike, and reads time only from its clock.
 """
@@ -41,6 +45,7 @@ from availability.core.event_types import EventTypeDirectory
 from availability.core.keys import KeySchema
 from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY, LocalDay, SlotRun, group_by_local_date, utc_days
+from availability.core.observe import NO_OBSERVER, CacheObserver, LookupResult
 from availability.core.ports import (
     CacheStore,
     EventTypeNotFound,
@@ -140,6 +145,9 @@ class _Need:
     day: date
     key: str
     stamp: int
+    previous: Bucket | None = field(default=None, compare=False)
+    """The cached bucket with the same stamp this fetch replaces (expired, or skipped by
+    a fresh read): its fetcher compares the two (measured staleness)."""
 
 
 @dataclass(slots=True)
@@ -170,6 +178,7 @@ class SlotCache:
         max_invalidation_days: int = 400,
         event_type_ttl: float = 3600.0,
         lease_ttl: float = 10.0,
+        observer: CacheObserver = NO_OBSERVER,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -181,6 +190,10 @@ class SlotCache:
         self._max_invalidation_days = max_invalidation_days
         self._flights = _Flights()
         self._lease_ttl = lease_ttl
+        self._observer = observer
+        # Counting answers per bucket (for suspect hits) is the one per-bucket cost of
+        # observing: skipped when nobody listens.
+        self._count_served = observer is not NO_OBSERVER
         self._seed = VersionSeed(clock)
         self._directory = EventTypeDirectory(
             upstream, store, clock=clock, keys=self._keys, ttl=event_type_ttl, lease_ttl=lease_ttl
@@ -191,6 +204,7 @@ class SlotCache:
         now = self._clock()
         lo = max(query.start, now)
         if lo >= query.end:
+            self._observer.answered(Source.NONE, 0.0)
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
         used = await self._buckets_for(query, days, timeout)
@@ -203,6 +217,7 @@ class SlotCache:
         source = next(s for s in (Source.STALE, Source.UPSTREAM, Source.CACHE) if s in sources)
         fetched_at = oldest.bucket.fetched_at
         freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
+        self._observer.answered(source, freshness.age)
         return SlotsAnswer(group_by_local_date(runs, query.time_zone), freshness)
 
     async def invalidate(
@@ -285,8 +300,10 @@ class SlotCache:
         layout = self._versions(et, hosts, days)
         bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
         now = self._clock()
+        # A fresh read serves no cached bucket, but reads them to compare with what it
+        # fetches (measured staleness); fresh reads are rare.
         buckets, versions = await self._store.read(
-            [] if query.fresh else bucket_keys, layout.keys, StampCheck(layout, now)
+            bucket_keys, layout.keys, StampCheck(layout, now)
         )
         stamps = layout.stamps(
             await current_versions(
@@ -298,25 +315,55 @@ class SlotCache:
         stale: dict[int, Bucket] = {}
         needs: list[tuple[int, _Need]] = []
         for i, day in enumerate(days):
-            bucket = buckets[i] if buckets else None
+            bucket = buckets[i]
+            previous = None
             if bucket is not None and bucket.stamp == stamps[i]:
-                if now < bucket.expires_at:
+                if query.fresh:
+                    previous = bucket
+                elif now < bucket.expires_at:
                     used[i] = _Used(bucket, Source.CACHE)
+                    if self._count_served:
+                        _served(bucket)
                     continue
-                if now < bucket.expires_at + self._max_stale:
-                    stale[i] = bucket
-            needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
+                else:
+                    previous = bucket
+                    if now < bucket.expires_at + self._max_stale:
+                        stale[i] = bucket
+            needs.append((i, _Need(day, bucket_keys[i], stamps[i], previous)))
 
+        observer = self._observer
+        if query.fresh:
+            observer.lookups("bypass", len(days))
+        elif len(needs) < len(days):
+            observer.lookups("hit", len(days) - len(needs))
         if needs:
-            results = await self._fill(query, hosts, [need for _, need in needs], timeout)
+            results, joined = await self._fill(query, hosts, [need for _, need in needs], timeout)
             errors: list[UpstreamError] = []
-            for (i, _), result in zip(needs, results, strict=True):
+            missed = coalesced = served_stale = 0
+            for (i, _), result, shared in zip(needs, results, joined, strict=True):
                 if isinstance(result, Bucket):
                     used[i] = _Used(result, Source.UPSTREAM)
                 elif isinstance(result, UpstreamUnavailable) and i in stale:
                     used[i] = _Used(stale[i], Source.STALE)
+                    if self._count_served:
+                        _served(stale[i])
+                    served_stale += 1
+                    continue
                 else:
                     errors.append(result)
+                if shared:
+                    coalesced += 1
+                else:
+                    missed += 1
+            if not query.fresh:
+                tally: tuple[tuple[LookupResult, int], ...] = (
+                    ("miss", missed),
+                    ("coalesced", coalesced),
+                    ("stale", served_stale),
+                )
+                for result_name, count in tally:
+                    if count:
+                        observer.lookups(result_name, count)
             if errors:
                 raise errors[0]
         return [u for u in used if u is not None]
@@ -330,15 +377,18 @@ class SlotCache:
 
     async def _fill(
         self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need], timeout: float | None
-    ) -> list[Bucket | UpstreamError]:
-        """One result per need: its bucket, or why it could not be had."""
+    ) -> tuple[list[Bucket | UpstreamError], list[bool]]:
+        """One result per need (its bucket, or why it could not be had), and per need
+        whether it joined a fetch already in flight."""
         loop = asyncio.get_running_loop()
         waiting: list[asyncio.Future[Bucket]] = []
+        joined: list[bool] = []
         run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
         runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
         for need in needs:
             flight_key = (need.key, need.stamp)
             future = None if query.fresh else self._flights.futures.get(flight_key)
+            joined.append(future is not None and not future.done())
             if future is None or future.done():  # done: its bucket was in the store already
                 future = loop.create_future()
                 future.add_done_callback(_consume_exception)
@@ -362,7 +412,7 @@ class SlotCache:
                 results.append(await asyncio.shield(future))
             except UpstreamError as exc:
                 results.append(exc)
-        return results
+        return results, joined
 
     async def _claim(
         self,
@@ -506,13 +556,35 @@ class SlotCache:
             ttl = self._ttl.ttl(need.day, len(slots), started)
             bucket = Bucket(started, started + ttl, need.stamp, slots)
             entries.append((need.key, bucket, ttl + self._max_stale))
+        current: list[tuple[str, Bucket, float]] = []
         try:
-            await self._store.write(await self._still_current(query, hosts, run, entries))
+            current = await self._still_current(query, hosts, run, entries)
+            await self._store.write(current)
         except Exception:
             # The answer is still right; only the next reader pays a fetch again.
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+        self._compare_refreshed(run, entries, current)
         for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
             future.set_result(bucket)
+
+    def _compare_refreshed(
+        self,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        entries: list[tuple[str, Bucket, float]],
+        current: list[tuple[str, Bucket, float]],
+    ) -> None:
+        """Measured staleness: compare each re-fetched bucket with the one it replaces.
+
+        Only buckets still current after their fetch count: one invalidated meanwhile
+        may differ because of a change that *was* reported.
+        """
+        kept = {id(bucket) for _, bucket, _ in current}
+        for (need, _), (_, bucket, _) in zip(run, entries, strict=True):
+            if need.previous is not None and id(bucket) in kept:
+                changed = _changed(need.previous, bucket)
+                # Taken, not read: a refetch of the same old bucket must not count them twice.
+                suspect = need.previous.memo.pop(_SERVED, 0) if changed else 0
+                self._observer.refreshed(changed, suspect)
 
     async def _still_current(
         self,
@@ -557,6 +629,23 @@ def _adjacent(
         else:
             runs.append([item])
     return runs
+
+
+_SERVED = "availability.core.cache.served"
+"""Memo key: how many answers this process served from the bucket (suspect hits if it
+turns out to have been wrong). Kept in the bucket, so it lives and dies with it."""
+
+
+def _served(bucket: Bucket) -> None:
+    memo = bucket.memo
+    memo[_SERVED] = memo.get(_SERVED, 0) + 1
+
+
+def _changed(old: Bucket, new: Bucket) -> bool:
+    """Whether ``new`` offers other slots than ``old`` did, among those not started yet
+    when ``new`` was fetched (slots that merely began meanwhile are no change)."""
+    since = new.fetched_at
+    return old.slots[old.index_at(since) :] != new.slots[new.index_at(since) :]
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:
