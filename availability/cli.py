@@ -7,14 +7,13 @@ defaults. A configuration error prints one line and exits 2.
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from availability.adapters.observability.logs import configure_logging
 from availability.config import Settings
 from availability.server import run
 
@@ -74,6 +73,10 @@ def serve(
     ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [AVAILABILITY_LOG_LEVEL]")
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text, or json: one JSON object per line [AVAILABILITY_LOG_FORMAT]"),
     ] = None,
     http_addr: Annotated[
         str | None,
@@ -136,6 +139,7 @@ def serve(
             "max_stale": max_stale,
             "max_range_days": max_range_days,
             "log_level": log_level,
+            "log_format": log_format,
             "http_addr": http_addr,
             "webhook_secret": webhook_secret,
             "webhook_max_body": webhook_max_body,
@@ -158,15 +162,7 @@ def serve(
         message = error["msg"].removeprefix("Value error, ")
         typer.echo(f"availability: invalid {field}: {message}", err=True)
         raise typer.Exit(_EXIT_CONFIG) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: one line per Cal.com call is noise at INFO.
-    logging.getLogger("httpx").setLevel(
-        max(logging.WARNING, logging.getLevelName(settings.log_level))
-    )
+    configure_logging(settings.log_level, settings.log_format)
     raise typer.Exit(asyncio.run(run(settings)))
 
 

@@ -1,5 +1,6 @@
 """Assemble and run the service: upstream, cache, gRPC server, health, reflection,
-and the HTTP port (Cal.com webhook, liveness and readiness probes).
+the HTTP port (Cal.com webhook, liveness and readiness probes, ``/metrics``), and
+what watches them (metrics, the per-RPC log line, optional tracing).
 
 Lifecycle: the HTTP port opens first (readiness says 503), then the gRPC
 port; health reports SERVING for "" and the service name once it is bound.
@@ -17,13 +18,16 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from availability.adapters.calcom.client import CalcomUpstream
-from availability.adapters.stores.backend import open_cache_backend
+from availability.adapters.observability.metrics import ServiceMetrics
+from availability.adapters.observability.tracing import TracingUnavailable, open_tracer
+from availability.adapters.stores.backend import CacheBackend, open_cache_backend
 from availability.config import Settings
 from availability.core.cache import SlotCache
 from availability.core.clock import Clock, system_clock
@@ -33,12 +37,16 @@ from availability.resilience.budget import BudgetedUpstream
 from availability.sandbox import serve_sandbox
 from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
 from availability.transport.grpc.interceptors import AuthInterceptor, MalformedRequestInterceptor
+from availability.transport.grpc.observing import ObservingInterceptor
 from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
 from availability.transport.grpc.tls import TlsFiles, server_credentials
 from availability.transport.grpc.tokens import load_api_tokens
-from availability.transport.http.app import WEBHOOK_PATH, http_app
+from availability.transport.http.app import METRICS_PATH, WEBHOOK_PATH, http_app
 from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["RunningService", "open_service", "run"]
 
@@ -54,7 +62,8 @@ class RunningService:
     health: HealthServicer
     calcom_url: str
     http_port: int
-    """The bound HTTP port (webhook and probes)."""
+    """The bound HTTP port (webhook, probes, metrics)."""
+    metrics: ServiceMetrics
 
     @property
     def target(self) -> str:
@@ -76,9 +85,18 @@ class RunningService:
 
 @contextlib.asynccontextmanager
 async def open_service(
-    settings: Settings, *, clock: Clock = system_clock
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningService]:
-    """Run the whole service until the block exits (then stop with the configured grace)."""
+    """Run the whole service until the block exits (then stop with the configured grace).
+
+    ``tracer_provider``: where spans go when ``settings.tracing`` is on (default: the
+    process's provider, else OTLP; see :mod:`availability.adapters.observability.tracing`).
+    """
+    metrics = ServiceMetrics()
+    tracer = open_tracer(settings.tracing, tracer_provider)
     async with contextlib.AsyncExitStack() as stack:
         calcom_url = settings.calcom_url
         if calcom_url is None:
@@ -98,6 +116,8 @@ async def open_service(
             calcom_url,
             api_key=None if api_key is None else api_key.get_secret_value(),
             default_timeout=settings.upstream_timeout,
+            on_request=metrics.upstream_request,
+            tracer=tracer,
         )
         stack.push_async_callback(upstream.aclose)
         backend = await stack.enter_async_context(
@@ -109,8 +129,10 @@ async def open_service(
                 max_local_buckets=settings.local_cache_buckets,
             )
         )
+        budgeted = BudgetedUpstream(upstream, backend.budget)
+        _expose_state(metrics, budgeted, backend)
         cache = SlotCache(
-            BudgetedUpstream(upstream, backend.budget),
+            budgeted,
             backend.store,
             clock=clock,
             keys=keys,
@@ -122,11 +144,16 @@ async def open_service(
                 near_days=settings.ttl_near_days,
             ),
             max_stale=settings.max_stale,
+            observer=metrics,
         )
         stack.push_async_callback(cache.close)
 
         server = grpc.aio.server(
-            interceptors=_interceptors(settings),
+            interceptors=[
+                # First: it must see every call, refusals by the others included.
+                ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,), tracer=tracer),
+                *_interceptors(settings),
+            ],
             options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
@@ -135,6 +162,7 @@ async def open_service(
                 cache,
                 max_range_days=settings.max_range_days,
                 upstream_timeout=settings.upstream_timeout,
+                metrics=metrics,
             )
         )
         server.add_generic_rpc_handlers(
@@ -146,14 +174,16 @@ async def open_service(
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        http = await stack.enter_async_context(_serve_http(settings, cache, health_servicer))
+        http = await stack.enter_async_context(
+            _serve_http(settings, cache, health_servicer, metrics)
+        )
         tls = _tls(settings)
         if tls is None:
             port = server.add_insecure_port(settings.grpc_addr)
         else:
             port = server.add_secure_port(settings.grpc_addr, server_credentials(tls))
         await server.start()
-        running = RunningService(port, cache, server, health_servicer, calcom_url, http)
+        running = RunningService(port, cache, server, health_servicer, calcom_url, http, metrics)
         try:
             for name in ("", SERVICE_NAME):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -166,6 +196,51 @@ async def open_service(
             yield running
         finally:
             await running.stop(settings.shutdown_grace, settings.shutdown_drain)
+
+
+def _expose_state(
+    metrics: ServiceMetrics, budgeted: BudgetedUpstream, backend: CacheBackend
+) -> None:
+    """State other objects keep, read by the metrics at scrape time.
+
+    Resilience state (retries, breaker, shed calls) belongs here too, read the
+    same way from the attributes those objects keep (``metrics.gauge(name, doc,
+    lambda: breaker.state ...)``). Stale answers are counted already:
+    ``availability_answers_total{source="stale"}``.
+    """
+    budget = backend.budget
+    metrics.gauge(
+        "availability_budget_limit",
+        "Cal.com calls allowed per window (about a minute), for the whole cluster.",
+        lambda: budget.limit,
+    )
+    metrics.sampled_gauge(
+        "availability_budget_used",
+        "Cal.com calls taken in the current window (cluster-wide when shared in Redis).",
+        budget.in_window,
+    )
+    metrics.counter(
+        "availability_budget_denied",
+        "Cal.com calls not made because the budget was spent.",
+        lambda: budgeted.denied,
+    )
+    tiered = backend.tiered
+    if tiered is not None:
+        metrics.gauge(
+            "availability_local_tier_buckets",
+            "Buckets held in this process's tier in front of Redis.",
+            lambda: tiered.local_buckets,
+        )
+        metrics.counter(
+            "availability_local_tier_evictions",
+            "Buckets pushed out of the local tier by its bound.",
+            lambda: tiered.local_evictions,
+        )
+        metrics.gauge(
+            "availability_redis_degraded",
+            "1 while Redis is unreachable and this replica serves from its local tier.",
+            lambda: float(tiered.degraded),
+        )
 
 
 def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
@@ -189,23 +264,24 @@ def _tls(settings: Settings) -> TlsFiles | None:
 
 @contextlib.asynccontextmanager
 async def _serve_http(
-    settings: Settings, cache: SlotCache, health: HealthServicer
+    settings: Settings, cache: SlotCache, health: HealthServicer, metrics: ServiceMetrics
 ) -> AsyncIterator[int]:
-    """Serve the webhook and the probes; yields the bound port."""
+    """Serve the webhook, the probes and the metrics; yields the bound port."""
     secret = settings.webhook_secret
     webhooks = CalcomWebhooks(
         cache,
         secret=None if secret is None else secret.get_secret_value(),
         max_body=settings.webhook_max_body,
         timeout=settings.upstream_timeout,
+        metrics=metrics,
     )
     host, _, port = settings.http_addr.rpartition(":")
-    async with serve_asgi(
-        http_app(webhooks, ready=health.serving), host.strip("[]"), int(port)
-    ) as http:
+    app = http_app(webhooks, ready=health.serving, metrics=metrics)
+    async with serve_asgi(app, host.strip("[]"), int(port)) as http:
         logger.info(
-            "HTTP (Cal.com webhook at %s, /healthz, /readyz) listening on %s",
+            "HTTP (Cal.com webhook at %s, /healthz, /readyz, %s) listening on %s",
             WEBHOOK_PATH,
+            METRICS_PATH,
             _bound(settings.http_addr, http.port),
         )
         if secret is None:
@@ -230,6 +306,9 @@ async def run(settings: Settings) -> int:
             logger.info(
                 "shutting down: finishing in-flight calls (up to %ss)", settings.shutdown_grace
             )
+    except TracingUnavailable as exc:
+        logger.error("%s", exc)
+        return 1
     except RuntimeError as exc:
         # grpc raises RuntimeError when the port cannot be bound.
         logger.error("cannot serve on %s: %s", settings.grpc_addr, exc)
