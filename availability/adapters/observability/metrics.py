@@ -287,7 +287,8 @@ class ServiceMetrics:
         )
         invalidations = CounterMetricFamily(
             "availability_invalidations",
-            "Invalidations applied, by origin (InvalidateSlots or a Cal.com webhook).",
+            "Invalidations applied, by origin (InvalidateSlots or a Cal.com webhook); "
+            "one whose host look-up failed still invalidated its own scope and counts.",
             labels=["origin"],
         )
         for origin, count in self._invalidations.items():

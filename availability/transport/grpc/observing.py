@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
+from google.protobuf import descriptor_pool
 
 from availability.adapters.observability import tracing
 from availability.adapters.observability.logs import caller_text, log_fields
@@ -155,7 +156,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         service, _, name = method.lstrip("/").rpartition("/")
-        kind = _grpc_type(handler)
+        kind = _grpc_type(service, name, handler)
         watch = _Watcher(
             self._metrics.rpc(service, name, kind),
             service,
@@ -184,12 +185,20 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-def _grpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
-    if handler.request_streaming and handler.response_streaming:
+def _grpc_type(service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> str:
+    """The method's type as its proto declares it. Not the handler's: a refusal is
+    streaming whatever the method (it answers before reading a request)."""
+    try:
+        declared = descriptor_pool.Default().FindMethodByName(f"{service}.{method}")
+    except KeyError:
+        client, server = handler.request_streaming, handler.response_streaming
+    else:
+        client, server = declared.client_streaming, declared.server_streaming
+    if client and server:
         return "bidi_stream"
-    if handler.request_streaming:
+    if client:
         return "client_stream"
-    if handler.response_streaming:
+    if server:
         return "server_stream"
     return "unary"
 

@@ -103,12 +103,12 @@ class AvailabilityService:
             done = await self._cache.invalidate(scope, timeout=self._timeout(context))
         except UpstreamError as exc:
             # Whatever could be invalidated was; the caller retries (it is idempotent).
+            self._count_invalidation()
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"could not learn the event type's hosts from Cal.com ({exc}); retry",
             )
-        if self._metrics is not None:
-            self._metrics.invalidated("rpc")
+        self._count_invalidation()
         annotate(
             days="all" if done.all_dates else len(done.dates),
             everything=done.everything,
@@ -122,6 +122,10 @@ class AvailabilityService:
             host_ids=list(done.host_ids),
             everything=done.everything,
         )
+
+    def _count_invalidation(self) -> None:
+        if self._metrics is not None:
+            self._metrics.invalidated("rpc")
 
     def _timeout(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         remaining = context.time_remaining()

@@ -151,9 +151,12 @@ class CalcomWebhooks:
         fields = dict(described)
         try:
             for scope in delivery.scopes:
-                done = await self._invalidator.invalidate(scope, timeout=self._timeout)
-                if self._metrics is not None:
-                    self._metrics.invalidated("webhook")
+                try:
+                    done = await self._invalidator.invalidate(scope, timeout=self._timeout)
+                except UpstreamError:
+                    self._count_invalidation()  # its own scope was, only the hosts' were not
+                    raise
+                self._count_invalidation()
                 event_types.update(done.event_type_ids)
                 hosts.update(done.host_ids)
         except UpstreamUnavailable as exc:
@@ -182,6 +185,10 @@ class CalcomWebhooks:
             ),
             fields,
         )
+
+    def _count_invalidation(self) -> None:
+        if self._metrics is not None:
+            self._metrics.invalidated("webhook")
 
     async def _body(self, request: Request) -> bytes | _Result:
         """The raw body, or the refusal to read more of it.
