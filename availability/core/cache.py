@@ -322,8 +322,9 @@ class SlotCache:
                     previous = bucket
                 elif now < bucket.expires_at:
                     used[i] = _Used(bucket, Source.CACHE)
-                    if self._count_served:
-                        _served(bucket)
+                    if self._count_served:  # inline: this is the hit path, per bucket
+                        memo = bucket.memo
+                        memo[_SERVED] = memo.get(_SERVED, 0) + 1
                     continue
                 else:
                     previous = bucket

@@ -78,6 +78,8 @@ UPSTREAM_OUTCOMES: Final = (
 
 INVALIDATION_ORIGINS: Final = ("rpc", "webhook")
 
+_CACHE: Final = Source.CACHE
+
 
 class Histogram:
     """Fixed upper bounds (inclusive, as Prometheus' ``le``), one plain int per bucket."""
@@ -140,6 +142,8 @@ class ServiceMetrics:
         self._rpcs: dict[tuple[str, str, str], RpcCells] = {}
         self._lookups: dict[LookupResult, int] = dict.fromkeys(LOOKUP_RESULTS, 0)
         self._answers: dict[Source, int] = dict.fromkeys(Source, 0)
+        self._cache_answers = 0
+        """Answers from the cache, kept apart from ``_answers``: see :meth:`answered`."""
         self._answer_age = Histogram(AGE_BOUNDS)
         self._refreshes = {False: 0, True: 0}
         self._suspect_hits = 0
@@ -167,8 +171,15 @@ class ServiceMetrics:
         self._lookups[result] += count
 
     def answered(self, source: Source, age: float) -> None:
-        self._answers[source] += 1
-        self._answer_age.observe(age)
+        # Once per answer, so kept lean: hits skip hashing the enum (a Python-level
+        # __hash__), and Histogram.observe is inlined.
+        if source is _CACHE:
+            self._cache_answers += 1
+        else:
+            self._answers[source] += 1
+        age_histogram = self._answer_age
+        age_histogram.counts[bisect_left(AGE_BOUNDS, age)] += 1
+        age_histogram.total += age
 
     def refreshed(self, changed: bool, suspect_hits: int) -> None:
         self._refreshes[changed] += 1
@@ -248,7 +259,9 @@ class ServiceMetrics:
             labels=["source"],
         )
         for source, count in self._answers.items():
-            answers.add_metric([source.value], count)
+            answers.add_metric(
+                [source.value], count + (self._cache_answers if source is _CACHE else 0)
+            )
         yield answers
         yield _histogram(
             "availability_answer_age_seconds",
