@@ -48,9 +48,17 @@ from availability.transport.http.webhooks import CalcomWebhooks
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["RunningService", "open_service", "run"]
+__all__ = ["KEEPALIVE_ACCEPTED", "RunningService", "open_service", "run"]
 
 logger = logging.getLogger("availability")
+
+KEEPALIVE_ACCEPTED: tuple[tuple[str, int], ...] = (
+    # Clients ping idle connections (availability_client every 30 s) so that one a load
+    # balancer dropped is replaced between calls; by default a server answers such pings
+    # with GOAWAY ("too many pings") after two. Accept them down to every 10 s.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,10 @@ async def open_service(
                 ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,), tracer=tracer),
                 *_interceptors(settings),
             ],
-            options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                *KEEPALIVE_ACCEPTED,
+            ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         handlers = rpc_handlers(

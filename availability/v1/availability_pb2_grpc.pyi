@@ -60,6 +60,9 @@ class AvailabilityServiceStub:
       start/end set to the booking's own start and end;
     - booking rescheduled: two calls (or one spanning both), one for the old
       window and one for the new window; the old window's slots reappear;
+    - slot reserved (Cal.com's POST /v2/slots/reservations holds a slot for
+      others, 5 minutes by default) or its reservation released: like a
+      booking, event_type_id with the reserved slot's start/end;
     - a host's calendar changed outside Cal.com bookings: host_ids with the
       affected range (or no range).
     When it returns OK, no GetSlots that starts afterwards is answered from
@@ -95,6 +98,9 @@ class AvailabilityServiceAsyncStub(AvailabilityServiceStub):
       start/end set to the booking's own start and end;
     - booking rescheduled: two calls (or one spanning both), one for the old
       window and one for the new window; the old window's slots reappear;
+    - slot reserved (Cal.com's POST /v2/slots/reservations holds a slot for
+      others, 5 minutes by default) or its reservation released: like a
+      booking, event_type_id with the reserved slot's start/end;
     - a host's calendar changed outside Cal.com bookings: host_ids with the
       affected range (or no range).
     When it returns OK, no GetSlots that starts afterwards is answered from
@@ -139,6 +145,9 @@ class AvailabilityServiceServicer(metaclass=_abc_1.ABCMeta):
           start/end set to the booking's own start and end;
         - booking rescheduled: two calls (or one spanning both), one for the old
           window and one for the new window; the old window's slots reappear;
+        - slot reserved (Cal.com's POST /v2/slots/reservations holds a slot for
+          others, 5 minutes by default) or its reservation released: like a
+          booking, event_type_id with the reserved slot's start/end;
         - a host's calendar changed outside Cal.com bookings: host_ids with the
           affected range (or no range).
         When it returns OK, no GetSlots that starts afterwards is answered from
