@@ -1,4 +1,4 @@
-"""Command line: ``availability serve``.
+"""Command line: ``availability serve``, and ``availability demo``.
 
 Flags override ``AVAILABILITY_*`` environment variables, which override the
 defaults. A configuration error prints one line and exits 2.
@@ -164,6 +164,31 @@ def serve(
         raise typer.Exit(_EXIT_CONFIG) from None
     configure_logging(settings.log_level, settings.log_format)
     raise typer.Exit(asyncio.run(run(settings)))
+
+
+@app.command()
+def demo(
+    seconds: Annotated[
+        float, typer.Option(min=5, help="how long the busy hour takes, in seconds")
+    ] = 45,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="write a PNG of latency and Cal.com calls over time (needs [demo])"),
+    ] = None,
+    callers: Annotated[int, typer.Option(min=1, max=32, help="agents calling at once")] = 4,
+    seed: Annotated[int | None, typer.Option(help="make the run repeatable")] = None,
+) -> None:
+    """Play a compressed busy hour against the built-in sandbox and watch /metrics."""
+    # Imported here: `serve` needs none of the demo (rich, the clients).
+    from availability.demo import run_demo  # noqa: PLC0415
+    from availability.demo.plot import INSTALL_HINT, matplotlib_missing  # noqa: PLC0415
+
+    if plot is not None and matplotlib_missing():
+        typer.echo(f"availability: --plot needs matplotlib: {INSTALL_HINT}", err=True)
+        raise typer.Exit(_EXIT_CONFIG)
+    configure_logging("ERROR", "text")
+    outcome = run_demo(seconds, plot=plot, callers=callers, seed=seed)
+    raise typer.Exit(0 if all(ok for _, ok in outcome.checks) else 1)
 
 
 def main() -> None:

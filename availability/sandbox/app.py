@@ -263,6 +263,10 @@ class Sandbox:
         raw = raw.encode() if isinstance(raw, str) else raw
         self._faults.append(_Fault(path, status, raw, count))
 
+    def clear_faults(self) -> None:
+        """Forget the faults still queued by :meth:`fail_next` (an outage ends)."""
+        self._faults.clear()
+
     def hold(self, *, path: str = "/v2/slots") -> Hold:
         """Park every response under ``path`` from now until the hold is released."""
         hold = Hold(path)

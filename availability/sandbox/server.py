@@ -45,6 +45,9 @@ class RunningSandbox:
     ) -> None:
         self.sandbox.fail_next(status, body, count, path=path)
 
+    def clear_faults(self) -> None:
+        self.sandbox.clear_faults()
+
     def hold(self, *, path: str = "/v2/slots") -> Hold:
         return self.sandbox.hold(path=path)
 

@@ -412,6 +412,17 @@ async def test_fail_next_forces_statuses_then_recovers(
     assert [r.status for r in sandbox.requests] == [503, 500, 500, 200, 429, 200, 200, 500]
 
 
+async def test_an_outage_lasts_until_its_faults_are_cleared(
+    client: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    params: Params = {"eventTypeId": 1001, **TUESDAY}
+    sandbox.fail_next(503, count=1_000_000)
+    for _ in range(3):
+        assert (await client.get("/v2/slots", params=params)).status_code == 503
+    sandbox.clear_faults()
+    assert (await client.get("/v2/slots", params=params)).status_code == 200
+
+
 async def test_hold_freezes_a_response_in_flight(
     client: httpx.AsyncClient, sandbox: RunningSandbox
 ) -> None:
