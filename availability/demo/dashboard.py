@@ -116,7 +116,7 @@ def summary(outcome: Outcome) -> RenderableType:
         _met(staleness is not None and staleness < SEED_TARGETS["staleness"]),
     )
     kpis.add_row(
-        "  answers that offered a taken slot",
+        "  answers that offered a taken slot (the demo's check)",
         _percent(truth.taken_offered / truth.answers if truth.answers else None),
         "",
         "",
@@ -144,6 +144,11 @@ def summary(outcome: Outcome) -> RenderableType:
     details.add_row("cache lookups", _pairs(final.lookups))
     details.add_row("Cal.com requests", _pairs(final.upstream))
     details.add_row("refreshes (changed)", _pairs(final.refreshes))
+    details.add_row(
+        "suspect hits",
+        f"{final.suspect_hits:.0f} (bound) vs {truth.taken_offered} answers that offered a "
+        f"taken slot (truth)",
+    )
     details.add_row("webhook deliveries", _pairs(final.webhooks))
     details.add_row("failed calls (demo)", _pairs({k: float(v) for k, v in truth.failures.items()}))
     checks = Text()

@@ -5,8 +5,10 @@ Each point is one interval between two scrapes of ``/metrics``: p50 and p99 of
 over ``rate()`` would give them), and the Cal.com requests of the interval per
 second, split into those that succeeded and those that failed, with the calls
 in the budget's sliding window against its limit. Dashed lines mark bookings
-(reported, by webhook, unreported). matplotlib is the optional extra ``demo``
-and is imported only here.
+(reported, by webhook, unreported); a solid purple line the interval in which
+``availability_refreshes_total{changed="true"}`` grew (a TTL refresh found the
+unreported one). matplotlib is the optional extra ``demo`` and is imported
+only here.
 """
 
 # matplotlib is optional: imported inside the function, only when a plot is asked for.
@@ -40,7 +42,7 @@ def write_plot(outcome: Outcome, path: Path) -> None:
     matplotlib.use("Agg")  # a file, never a window
     import matplotlib.pyplot as plt
 
-    times, p50, p99, ok, failed, used = [], [], [], [], [], []
+    times, p50, p99, ok, failed, used, found = [], [], [], [], [], [], []
     for before, after in zip(outcome.snapshots, outcome.snapshots[1:], strict=False):
         interval = after.since(before)
         span = after.at - before.at
@@ -53,6 +55,8 @@ def write_plot(outcome: Outcome, path: Path) -> None:
         ok.append(succeeded / span)
         failed.append((interval.calcom_calls - succeeded) / span)
         used.append(after.budget_used)
+        if interval.refreshes.get("true", 0) > 0:
+            found.append(after.at)  # a TTL refresh found a change nobody reported
 
     figure, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(9, 5.5), height_ratios=(3, 2), layout="constrained"
@@ -84,7 +88,20 @@ def write_plot(outcome: Outcome, path: Path) -> None:
         for event in outcome.truth.events:
             if event.kind in _MARKS:
                 axes.axvline(event.at, color=_MARKS[event.kind], linestyle="--", linewidth=1)
+        for moment in found:
+            axes.axvline(moment, color=_MARKS["unreported"], linewidth=2, alpha=0.6)
         axes.grid(alpha=0.3)
+    for moment in found:
+        top.annotate(
+            "found by a TTL refresh",
+            (moment, 0.02),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="bottom",
+            ha="right",
+            fontsize=8,
+            color=_MARKS["unreported"],
+        )
     for event in outcome.truth.events:
         if event.kind in _MARKS:
             top.annotate(
@@ -102,7 +119,7 @@ def write_plot(outcome: Outcome, path: Path) -> None:
     bars, labels = bottom.get_legend_handles_labels()
     lines, more = window.get_legend_handles_labels()
     bottom.legend(bars + lines, labels + more, loc="upper left", fontsize=8, ncols=3)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     plt.close(figure)
 
 

@@ -360,7 +360,9 @@ class _Cast:
         self.truth.calls += 1  # is_free is a (fresh) GetSlots
         try:
             free = await self.booking_client.is_free(event_type, slot.start, slot.end)
-        except AvailabilityError:
+        except AvailabilityError as exc:
+            name = type(exc).__name__
+            self.truth.failures[name] = self.truth.failures.get(name, 0) + 1
             return
         if not free:
             self.truth.happened("booking", f"{event_type}: offered slot already gone")
