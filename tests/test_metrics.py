@@ -23,6 +23,7 @@ from availability.server import RunningService, open_service
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.conftest import NOW
+from tests.helpers.redis_db import flushed_url
 from tests.test_server import request, truth
 from tests.transport.grpc.test_auth import READER, WRITER, bearer
 from tests.transport.http.test_webhooks import SECRET, about, post
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 ALICE_30, BOB_SEATED = 1001, 1004
 SERVICE = "availability.v1.AvailabilityService"
 NEAR_TTL = 60
+REDIS_DB = 8
 
 
 @pytest.fixture
@@ -252,3 +254,33 @@ async def test_each_service_counts_only_its_own(
     assert mine.total("grpc_server_started_total", grpc_method="GetSlots") == 1
     assert theirs.total("grpc_server_started_total", grpc_method="GetSlots") == 0
     assert theirs.total("availability_upstream_requests_total") == 0
+
+
+async def test_with_redis_the_tier_and_the_cluster_wide_budget_are_exposed(
+    settings: Settings, clock: ManualClock, sandbox: RunningSandbox
+) -> None:
+    shared = settings.model_copy(update={"cache_url": flushed_url(REDIS_DB)})
+    try:
+        async with (
+            open_service(shared, clock=clock) as first,
+            open_service(shared, clock=clock) as second,
+            grpc.aio.insecure_channel(first.target) as channel,
+            httpx.AsyncClient(base_url=first.http_url) as first_http,
+            httpx.AsyncClient(base_url=second.http_url) as second_http,
+        ):
+            week = request(ALICE_30, NOW, NOW + timedelta(days=7))
+            await pb_grpc.AvailabilityServiceStub(channel).GetSlots(week, metadata=bearer(READER))
+            mine, theirs = await scrape(first_http), await scrape(second_http)
+    finally:
+        flushed_url(REDIS_DB)
+    calls = len(sandbox.requests)
+    assert calls > 0
+    assert mine.total("availability_upstream_requests_total") == calls
+    assert theirs.total("availability_upstream_requests_total") == 0
+    # One budget for the cluster: the replica that made no call sees the other's.
+    assert mine.total("availability_budget_used") == theirs.total("availability_budget_used")
+    assert theirs.total("availability_budget_used") == calls
+    assert mine.total("availability_local_tier_buckets") == 8  # 06:00 + 7 days: 8 UTC days
+    assert mine.total("availability_local_tier_evictions_total") == 0
+    assert mine.total("availability_redis_degraded") == 0
+    assert theirs.total("availability_local_tier_buckets") == 0
