@@ -232,8 +232,8 @@ async def rpc(calls: int, rounds: int, sink: TextIO) -> None:
                 return measure
 
             variants = {
-                "bare": (bare, logging.WARNING),
-                "metrics": (observed, logging.WARNING),
+                "bare": (bare, logging.ERROR),
+                "metrics": (observed, logging.ERROR),
                 "metrics + log": (observed, logging.INFO),
             }
             figures = await side_by_side(

@@ -68,6 +68,7 @@ CODE_NAMES: Final[dict[grpc.StatusCode, str]] = {
     grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
 }
 """go-grpc-prometheus' ``grpc_code`` values (Go's ``codes.Code.String()``)."""
+_CODE_NUMBERS: Final = {name: status.value[0] for status, name in CODE_NAMES.items()}
 
 # The server's fault, or Cal.com's, or our key's: worth a WARNING. The rest is the caller's.
 _WARN: Final = frozenset(
@@ -230,7 +231,9 @@ class _Watcher:
         self.ids = ids
 
     def call(self, context: grpc.aio.ServicerContext[Any, Any], traced: bool) -> _Call:
-        return _Call(self, context, traced or logger.isEnabledFor(self.level))
+        # A failure logs at WARNING whatever the method's level (INFO or DEBUG, both
+        # lower): record the call whenever a line could come of it.
+        return _Call(self, context, traced or logger.isEnabledFor(logging.WARNING))
 
 
 class _Call:
@@ -282,10 +285,7 @@ class _Call:
             details = context.details()
             error = caller_text(details if isinstance(details, str) else str(details or ""))
         if record.span is not None:
-            status = context.code()
-            record.span.set_attribute(
-                "rpc.grpc.status_code", 0 if status is None else status.value[0]
-            )
+            record.span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS[code])
             if code != "OK":
                 tracing.failed(record.span, f"{code}: {error}")
         level = logging.WARNING if code in _WARN else watcher.level
