@@ -173,7 +173,7 @@ def demo(
     ] = 45,
     plot: Annotated[
         Path | None,
-        typer.Option(help="write a PNG of latency and Cal.com calls over time (needs [demo])"),
+        typer.Option(help="write a PNG of latency and Cal.com calls over time (the demo extra)"),
     ] = None,
     callers: Annotated[int, typer.Option(min=1, max=32, help="agents calling at once")] = 4,
     seed: Annotated[int | None, typer.Option(help="make the run repeatable")] = None,
