@@ -89,7 +89,10 @@ def test_libraries_stay_quiet_at_debug(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
     stream = io.StringIO()
     configure_logging("DEBUG", "json", stream)
-    logging.getLogger("httpx").info("HTTP Request: GET ...")
-    logging.getLogger("availability.adapters.calcom.client").debug("Cal.com GET /v2/slots")
+    try:
+        logging.getLogger("httpx").info("HTTP Request: GET ...")
+        logging.getLogger("availability.adapters.calcom.client").debug("Cal.com GET /v2/slots")
+    finally:
+        logging.captureWarnings(False)  # configure_logging routes warnings: undo it
     lines = stream.getvalue().splitlines()
     assert [json.loads(line)["logger"] for line in lines] == ["availability.adapters.calcom.client"]
