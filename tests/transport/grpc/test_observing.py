@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from tests.conftest import NOW
 from tests.test_server import request
@@ -27,12 +28,13 @@ def rpc_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def test_at_warning_only_failures_are_logged(
-    stub: Stub, sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture
+    stub: Stub, sandbox: RunningSandbox, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="availability.rpc")
-    sandbox.fail_next(503)
+    sandbox.fail_next(503, count=3)  # every attempt the retries make
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.GetSlots(request(1001, *DAY))  # cold, and Cal.com fails: Unavailable
+    clock.advance(1.0)  # past the failure memory
     await stub.GetSlots(request(1001, *DAY))
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.GetSlots(request(1001, *DAY, time_zone="Mars/Base"))  # the caller's fault
