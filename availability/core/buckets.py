@@ -30,8 +30,9 @@ class Bucket:
     """Ascending by start."""
 
     memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    """Per-bucket work a transport does once and reuses on every hit (e.g. encoded
-    slots). Keyed by the transport; never part of the bucket's value."""
+    """Per-bucket work done once and reused on every hit (a transport's encoded slots),
+    and per-bucket counts (answers served from it). Keyed by whoever keeps the entry;
+    never part of the bucket's value."""
 
     def index_at(self, instant: float, lo: int = 0, hi: int | None = None) -> int:
         """Index of the first slot (from ``lo``) starting at or after ``instant``."""

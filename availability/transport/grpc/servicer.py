@@ -1,12 +1,15 @@
 """The gRPC servicer: wire requests in, core calls, wire responses out.
 
 Every failure leaves as a gRPC status with a message a caller can act on:
-never a stack trace, never a secret.
+never a stack trace, never a secret. What a call asked for and got (event
+type, days, source, age; an invalidation's reason and reach) goes into its
+one log line through :func:`~availability.transport.grpc.observing.annotate`;
+the interceptor writes it.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from typing import Any, NoReturn
 
 import grpc
@@ -14,7 +17,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from availability.adapters.observability.logs import caller_text
+from availability.adapters.observability.metrics import ServiceMetrics
 from availability.core.cache import SlotCache
+from availability.core.local_days import DAY
 from availability.core.ports import (
     BudgetExhausted,
     EventTypeNotFound,
@@ -24,19 +30,15 @@ from availability.core.ports import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from availability.transport.caller_text import quote_caller_text
+from availability.transport.grpc.observing import annotate, traced
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_slots_response
 from availability.v1 import availability_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
 
-logger = logging.getLogger(__name__)
-
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
 
-_MAX_REASON_CHARS = 200
-"""How much of ``InvalidateSlots.reason`` the log keeps ("booking_created" needs 15)."""
 
 # First match wins: BudgetExhausted and Overloaded are kinds of UpstreamUnavailable.
 _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
@@ -50,23 +52,35 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 
 
 class AvailabilityService:
-    def __init__(self, cache: SlotCache, *, max_range_days: int) -> None:
+    def __init__(
+        self, cache: SlotCache, *, max_range_days: int, metrics: ServiceMetrics | None = None
+    ) -> None:
         self._cache = cache
         self._max_range_days = max_range_days
+        self._metrics = metrics
 
     async def GetSlots(
         self,
         request: pb.GetSlotsRequest,
         context: grpc.aio.ServicerContext[pb.GetSlotsRequest, pb.GetSlotsResponse],
     ) -> bytes:
+        annotate(event_type_id=request.event_type_id)
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
             await _abort_invalid(context, violation)
         try:
-            answer = await self._cache.get_slots(query, timeout=self._timeout(context))
+            with traced("SlotCache.get_slots"):
+                answer = await self._cache.get_slots(query, timeout=self._timeout(context))
         except UpstreamError as exc:
             await _abort_upstream(context, exc, request.event_type_id)
+        freshness = answer.freshness
+        annotate(
+            days=math.ceil((query.end - query.start) / DAY),
+            fresh=query.fresh,
+            source=freshness.source.value,
+            age=round(freshness.age, 3),
+        )
         return encode_slots_response(answer)
 
     async def InvalidateSlots(
@@ -74,6 +88,10 @@ class AvailabilityService:
         request: pb.InvalidateSlotsRequest,
         context: grpc.aio.ServicerContext[pb.InvalidateSlotsRequest, pb.InvalidateSlotsResponse],
     ) -> pb.InvalidateSlotsResponse:
+        annotate(
+            event_type_id=request.event_type_id or None,
+            reason=caller_text(request.reason) if request.reason else None,
+        )
         try:
             scope = invalidation_scope(request)
         except FieldViolation as violation:
@@ -82,18 +100,17 @@ class AvailabilityService:
             done = await self._cache.invalidate(scope, timeout=self._timeout(context))
         except UpstreamError as exc:
             # Whatever could be invalidated was; the caller retries (it is idempotent).
-            logger.warning("InvalidateSlots incomplete: %s", exc)
+            self._count_invalidation()
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"could not learn the event type's hosts from Cal.com ({exc}); retry",
             )
-        logger.info(
-            "invalidated %s on %s (reason: %s)",
-            "everything"
-            if done.everything
-            else f"event types {list(done.event_type_ids)} / hosts {list(done.host_ids)}",
-            "all dates" if done.all_dates else f"{len(done.dates)} day(s)",
-            quote_caller_text(request.reason, limit=_MAX_REASON_CHARS) if request.reason else "-",
+        self._count_invalidation()
+        annotate(
+            days="all" if done.all_dates else len(done.dates),
+            everything=done.everything,
+            event_types=list(done.event_type_ids),
+            hosts=list(done.host_ids),
         )
         return pb.InvalidateSlotsResponse(
             dates=[day.isoformat() for day in done.dates],
@@ -102,6 +119,10 @@ class AvailabilityService:
             host_ids=list(done.host_ids),
             everything=done.everything,
         )
+
+    def _count_invalidation(self) -> None:
+        if self._metrics is not None:
+            self._metrics.invalidated("rpc")
 
     @staticmethod
     def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -162,6 +183,5 @@ async def _abort_upstream(
         message = f"event_type_id: Cal.com has no event type {event_type_id}"
     else:
         message = f"Cal.com: {exc}"
-    # Expected upstream trouble: one line, no traceback.
-    logger.warning("GetSlots event type %d -> %s: %s", event_type_id, code.name, exc)
+    # Expected upstream trouble: the call's one log line says it (no traceback).
     await context.abort(code, message)
