@@ -201,6 +201,7 @@ async def open_service(
                 rate_limit=settings.calcom_rate_limit,
                 keys=keys,
                 max_local_buckets=settings.local_cache_buckets,
+                max_memory_entries=settings.memory_cache_entries,
             )
         )
         resilience = resilient_upstream(upstream, backend, settings, keys, clock)

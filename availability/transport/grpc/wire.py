@@ -1,13 +1,15 @@
 """GetSlotsResponse bytes, assembled from per-bucket encodings.
 
 Every slot of a bucket is encoded once, the first time the bucket is
-served, and kept in the bucket's memo; a hit then only joins bytes. The
+served, and kept in the bucket's memo; a hit then only slices and joins bytes. The
 framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots`` (field
 2) are length-delimited, so encoded messages concatenate. The servicer
 returns these bytes through a pass-through serializer.
 """
 
 from __future__ import annotations
+
+from array import array
 
 from availability.core.buckets import Bucket
 from availability.core.cache import SlotsAnswer, Source
@@ -37,7 +39,8 @@ def encode_slots_response(answer: SlotsAnswer) -> bytes:
         date = day.date.encode()
         body = [_DATE_TAG, _varint(len(date)), date]
         for run in day.runs:
-            body.extend(_encoded_slots(run.bucket)[run.first : run.last])
+            encoded, offsets = _encoded_slots(run.bucket)
+            body.append(encoded[offsets[run.first] : offsets[run.last]])
         day_bytes = b"".join(body)
         parts += (_DAYS_TAG, _varint(len(day_bytes)), day_bytes)
     freshness = _freshness(answer).SerializeToString()
@@ -50,7 +53,6 @@ _DAYS_TAG = b"\x0a"  # GetSlotsResponse.days = 1
 _FRESHNESS_TAG = b"\x12"  # GetSlotsResponse.freshness = 2
 _DATE_TAG = b"\x0a"  # DaySlots.date = 1
 _SLOTS_TAG = b"\x12"  # DaySlots.slots = 2
-_MEMO_KEY = "availability.v1.Slot"
 
 
 def _varint(value: int) -> bytes:
@@ -62,16 +64,24 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encoded_slots(bucket: Bucket) -> tuple[bytes, ...]:
-    """Each slot of ``bucket`` as a ready ``DaySlots.slots`` field, computed once."""
-    encoded: tuple[bytes, ...] | None = bucket.memo.get(_MEMO_KEY)
-    if encoded is None:
-        encoded = tuple(
+def _encoded_slots(bucket: Bucket) -> tuple[bytes, array[int]]:
+    """Every slot of ``bucket`` as ready ``DaySlots.slots`` fields, computed once.
+
+    One bytes object and the offset where each slot's field begins (plus the
+    end): slots ``i`` to ``j`` are ``encoded[offsets[i]:offsets[j]]``, one
+    slice, and a bucket keeps two objects rather than one per slot.
+    """
+    memo: tuple[bytes, array[int]] | None = bucket.memo
+    if memo is None:
+        fields = [
             _SLOTS_TAG + _varint(len(message)) + message
-            for message in (_slot(slot).SerializeToString() for slot in bucket.slots)
-        )
-        bucket.memo[_MEMO_KEY] = encoded
-    return encoded
+            for message in (_slot(bucket.slot(i)).SerializeToString() for i in range(len(bucket)))
+        ]
+        offsets = array("I", [0])
+        for field in fields:
+            offsets.append(offsets[-1] + len(field))
+        memo = bucket.memo = (b"".join(fields), offsets)
+    return memo
 
 
 def _slot(slot: Slot) -> pb.Slot:
