@@ -51,6 +51,7 @@ import contextlib
 import enum
 import functools
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,10 @@ class Freshness:
 class SlotsAnswer:
     days: list[LocalDay]
     freshness: Freshness
+    valid_until: float = -math.inf
+    """The same query would get these days back until this instant (clock seconds),
+    unless :attr:`SlotCache.generation` moves first (an invalidation): what lets a
+    transport reuse its encoding of a cache answer without asking the core."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +234,10 @@ class SlotCache:
         self._pending_misses = 0
         self.shed = 0
         """Misses refused at once because too many were waiting for Cal.com (for metrics)."""
+        self.generation = 0
+        """Bumped by every invalidation, once it is in the store. A transport that keeps an
+        answer keeps the generation read before asking for it, and drops the answer when
+        the generation has moved (see :attr:`SlotsAnswer.valid_until`)."""
         self._seed = VersionSeed(clock)
         self._directory = EventTypeDirectory(
             upstream,
@@ -270,7 +279,32 @@ class SlotCache:
         source = next(s for s in (Source.STALE, Source.UPSTREAM, Source.CACHE) if s in sources)
         fetched_at = oldest.bucket.fetched_at
         freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
-        return SlotsAnswer(group_by_local_date(runs, query.time_zone), freshness)
+        return SlotsAnswer(
+            group_by_local_date(runs, query.time_zone),
+            freshness,
+            self._valid_until(query, now, used, runs),
+        )
+
+    def _valid_until(
+        self, query: SlotsQuery, now: float, used: list[_Used], runs: list[SlotRun]
+    ) -> float:
+        """Until when this read, repeated, would give the same answer, barring invalidations.
+
+        The earliest of: any bucket it used expires (empty ones too); its first
+        slot starts (the started-slot filter would drop it); the next UTC
+        midnight (the days read change); the range ends; the event type's
+        host record expires (its hosts, hence its versions, may change).
+        """
+        until = min(
+            *(u.bucket.expires_at for u in used),
+            (now // DAY + 1) * DAY,
+            query.end,
+            self._directory.fresh_until(query.event_type_id),
+        )
+        first = next((r for r in runs if r.first < r.last), None)
+        if first is not None:
+            until = min(until, first.bucket.starts[first.first])
+        return until
 
     async def invalidate(
         self, scope: InvalidationScope, *, timeout: float | None = None
@@ -338,8 +372,13 @@ class SlotCache:
         return utc_days(lo, end)
 
     async def _bump(self, keys: Sequence[str]) -> None:
-        if keys:
-            await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+        try:
+            if keys:
+                await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+        finally:
+            # After the store has the bump (or failed to take it): whatever a reader
+            # remembered from an answer begun before this moment is now void.
+            self.generation += 1
 
     async def close(self) -> None:
         """Cancel fetches nobody waits for any more (shutdown)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,13 @@ class EventTypeDirectory:
             raise UpstreamUnavailable(
                 f"Cal.com did not tell the hosts of event type {event_type_id} within {wait:.1f} s"
             ) from None
+
+    def fresh_until(self, event_type_id: int) -> float:
+        """Until when the hosts this process knows for the event type are fresh (-inf: not)."""
+        entry = self._local.get(event_type_id)
+        if entry is None or entry.unknown:
+            return -math.inf
+        return entry.fetched_at + self._ttl
 
     def _fresh(self, entry: _Entry, now: float) -> bool:
         return now < entry.fetched_at + (self._unknown_ttl if entry.unknown else self._ttl)
