@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     """Prefix of every Redis key, so services can share a Redis."""
     local_cache_buckets: Annotated[int, Field(ge=0)] = 10_000
     """Bound (LRU, in buckets) of the in-process tier in front of Redis; 0 disables it."""
+    hit_memo_entries: Annotated[int, Field(ge=0)] = 10_000
+    """Bound (LRU) of the fast lane: repeated GetSlots requests answered from their encoded
+    response without a cache read (``memory://`` only); 0 disables it."""
     memory_cache_entries: Annotated[int, Field(ge=1)] = 1_000_000
     """Bound of the ``memory://`` store, in entries (a cached day is about three: its bucket
     and its versions); past it the oldest writes are dropped (they are fetched again)."""

@@ -39,6 +39,7 @@ from availability.resilience.budget import BudgetedUpstream
 from availability.resilience.retries import RetryBudget, RetryingUpstream
 from availability.sandbox import serve_sandbox
 from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
+from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.interceptors import AuthInterceptor, MalformedRequestInterceptor
 from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
 from availability.transport.grpc.tls import TlsFiles, server_credentials
@@ -89,6 +90,8 @@ class RunningService:
     """The bound HTTP port (webhook and probes)."""
     resilience: Resilience
     """The Cal.com call stack's state (breaker, retries), for metrics and benchmarks."""
+    hit_memo: HitMemo | None = None
+    """The fast lane for repeated reads (None: off, or a shared cache)."""
 
     @property
     def target(self) -> str:
@@ -240,7 +243,16 @@ async def open_service(
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-        handlers = rpc_handlers(AvailabilityService(cache, max_range_days=settings.max_range_days))
+        # Within one process every invalidation moves cache.generation; with Redis another
+        # replica's would not, so the fast lane serves memory:// only.
+        memo = (
+            HitMemo(settings.hit_memo_entries, clock=clock)
+            if backend.tiered is None and settings.hit_memo_entries
+            else None
+        )
+        handlers = rpc_handlers(
+            AvailabilityService(cache, max_range_days=settings.max_range_days, memo=memo)
+        )
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
         )
@@ -261,7 +273,9 @@ async def open_service(
             # Taken since _check_bindable looked (grpc says only "Failed to bind").
             raise AddressUnavailable(f"cannot serve gRPC on {settings.grpc_addr}") from None
         await server.start()
-        running = RunningService(port, cache, server, health_servicer, calcom_url, http, resilience)
+        running = RunningService(
+            port, cache, server, health_servicer, calcom_url, http, resilience, memo
+        )
         try:
             for name in ("", SERVICE_NAME):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

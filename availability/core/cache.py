@@ -235,9 +235,10 @@ class SlotCache:
         self.shed = 0
         """Misses refused at once because too many were waiting for Cal.com (for metrics)."""
         self.generation = 0
-        """Bumped by every invalidation, once it is in the store. A transport that keeps an
-        answer keeps the generation read before asking for it, and drops the answer when
-        the generation has moved (see :attr:`SlotsAnswer.valid_until`)."""
+        """Bumped by every invalidation once it is in the store, and by every fresh read
+        once it has stored what it fetched (it replaces buckets still valid). A transport
+        that keeps an answer keeps the generation read before asking for it, and drops the
+        answer when the generation has moved (see :attr:`SlotsAnswer.valid_until`)."""
         self._seed = VersionSeed(clock)
         self._directory = EventTypeDirectory(
             upstream,
@@ -663,6 +664,10 @@ class SlotCache:
         except Exception:
             # The answer is still right; only the next reader pays a fetch again.
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+        if query.fresh:
+            # A fresh read replaces buckets that had not expired and were not invalidated:
+            # answers built from them must not be reused any more than after an invalidation.
+            self.generation += 1
         for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
             future.set_result(bucket)
 

@@ -101,3 +101,20 @@ async def test_an_answer_holds_until_valid_until_and_only_the_generation_voids_i
         if not upstream.truth[ET]:
             break
         upstream.remove(ET, upstream.truth[ET][-1].start)  # unreported: TTLs catch it
+
+
+async def test_a_fresh_read_that_replaces_valid_buckets_moves_the_generation(
+    clock: ManualClock,
+) -> None:
+    upstream = FakeUpstream()
+    upstream.add(ET, at("2026-11-24T09:00"), at("2026-11-24T10:00"))
+    cache = make(upstream, clock)
+    q = query("2026-11-24T00:00", "2026-11-25T00:00")
+    await cache.get_slots(q)
+    seen = cache.generation
+    await cache.get_slots(q)
+    assert cache.generation == seen  # a hit moves nothing
+    upstream.remove(ET, at("2026-11-24T09:00"))
+    fresh = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", fresh=True))
+    assert flat(fresh) == [at("2026-11-24T10:00")]
+    assert cache.generation > seen

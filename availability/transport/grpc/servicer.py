@@ -25,8 +25,9 @@ from availability.core.ports import (
     UpstreamUnavailable,
 )
 from availability.transport.caller_text import quote_caller_text
+from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
-from availability.transport.grpc.wire import encode_slots_response
+from availability.transport.grpc.wire import encode_days, encode_freshness
 from availability.v1 import availability_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
@@ -50,24 +51,44 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 
 
 class AvailabilityService:
-    def __init__(self, cache: SlotCache, *, max_range_days: int) -> None:
+    def __init__(
+        self, cache: SlotCache, *, max_range_days: int, memo: HitMemo | None = None
+    ) -> None:
+        """``memo``: the fast lane for repeated reads (None: every read takes the normal
+        path; only safe where ``cache.generation`` sees every invalidation, e.g.
+        ``memory://``)."""
         self._cache = cache
         self._max_range_days = max_range_days
+        self._memo = memo
 
-    async def GetSlots(
-        self,
-        request: pb.GetSlotsRequest,
-        context: grpc.aio.ServicerContext[pb.GetSlotsRequest, pb.GetSlotsResponse],
-    ) -> bytes:
+    async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
+        memo = self._memo
+        if memo is not None:
+            hit = memo.answer(raw, self._cache.generation)
+            if hit is not None:
+                return hit
+        try:
+            request = pb.GetSlotsRequest.FromString(raw)
+        except Exception:  # only parsing happens here: whatever fails, the bytes were bad
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid protobuf message"
+            )
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
             await _abort_invalid(context, violation)
+        # Read before the read: an invalidation landing meanwhile voids what is kept.
+        generation = self._cache.generation
         try:
             answer = await self._cache.get_slots(query, timeout=self._timeout(context))
         except UpstreamError as exc:
             await _abort_upstream(context, exc, request.event_type_id)
-        return encode_slots_response(answer)
+        days = encode_days(answer)
+        if memo is not None and not query.fresh:
+            memo.keep(raw, answer, days, generation)
+        freshness = answer.freshness
+        return days + encode_freshness(freshness.source, freshness.fetched_at, freshness.age)
 
     async def InvalidateSlots(
         self,
@@ -112,24 +133,17 @@ class AvailabilityService:
 
 
 def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The service's method handlers. GetSlots answers with bytes assembled from
-    per-bucket encodings, so its serializer passes them through."""
+    """The service's method handlers. GetSlots takes and returns bytes (parsed and
+    encoded by the servicer itself), so it has neither deserializer nor serializer."""
     return {
-        "GetSlots": grpc.unary_unary_rpc_method_handler(
-            service.GetSlots,
-            request_deserializer=pb.GetSlotsRequest.FromString,
-            response_serializer=_as_is,
-        ),
+        # Bytes both ways: the servicer parses only what the fast lane does not answer.
+        "GetSlots": grpc.unary_unary_rpc_method_handler(service.GetSlots),
         "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
             service.InvalidateSlots,
             request_deserializer=pb.InvalidateSlotsRequest.FromString,
             response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
         ),
     }
-
-
-def _as_is(data: bytes) -> bytes:
-    return data
 
 
 async def _abort_invalid(

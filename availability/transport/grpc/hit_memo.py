@@ -1,0 +1,86 @@
+"""The fast lane: a repeated GetSlots answered from its raw request bytes.
+
+An agent asks the same question turn after turn. :class:`HitMemo` keeps, per
+raw request (the exact bytes a caller sent), the encoded ``days`` of an
+answer that came from the cache, with what the core said about it: until
+when it holds (:attr:`~availability.core.cache.SlotsAnswer.valid_until`) and
+the cache's invalidation generation read before the read began. A repeated
+request is then one dict lookup, two comparisons and a freshness tail
+encoded for this answer (so ``age`` stays true), with no parsing,
+validation or cache read.
+
+Only the normal path builds entries, and only from cache answers; misses,
+stale answers, errors, bad bytes and ``fresh`` reads (never a cache answer)
+take the normal path every time. Requests that differ in any byte (field
+order included) are different entries: a missed reuse, never a wrong one.
+The caller's role does not change an answer, so it is no part of the key
+(auth runs before the memo is consulted).
+
+Memory: an entry holds its key (the request, ~40-60 bytes), the encoded
+days (about 30 bytes a slot plus 15 a day) and a small record; bounded by
+``max_entries`` (LRU).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from availability.core.cache import SlotsAnswer, Source
+from availability.core.clock import Clock
+from availability.transport.grpc.wire import encode_freshness
+
+__all__ = ["HitMemo"]
+
+
+class _Entry:
+    __slots__ = ("days", "fetched_at", "generation", "valid_until")
+
+    def __init__(self, days: bytes, fetched_at: float, valid_until: float, generation: int):
+        self.days = days
+        self.fetched_at = fetched_at
+        self.valid_until = valid_until
+        self.generation = generation
+
+
+class HitMemo:
+    def __init__(self, max_entries: int, *, clock: Clock) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self.hits = 0
+        """Requests answered here (for metrics)."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def answer(self, request: bytes, generation: int) -> bytes | None:
+        """The whole serialized response for ``request``, or None: take the normal path."""
+        entry = self._entries.get(request)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.valid_until or entry.generation != generation:
+            del self._entries[request]
+            return None
+        self._entries.move_to_end(request)
+        self.hits += 1
+        return entry.days + encode_freshness(
+            Source.CACHE, entry.fetched_at, max(0.0, now - entry.fetched_at)
+        )
+
+    def keep(self, request: bytes, answer: SlotsAnswer, days: bytes, generation: int) -> None:
+        """Remember ``days`` (the encoding of ``answer``) if the answer may be reused.
+
+        ``generation``: the cache's generation read before the read that gave ``answer``.
+        """
+        freshness = answer.freshness
+        if freshness.source is not Source.CACHE or freshness.fetched_at is None:
+            return
+        if self._clock() >= answer.valid_until:
+            return
+        self._entries[request] = _Entry(days, freshness.fetched_at, answer.valid_until, generation)
+        self._entries.move_to_end(request)
+        if len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
