@@ -7,10 +7,12 @@ never a stack trace, never a secret.
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -26,15 +28,16 @@ from availability.core.ports import (
 )
 from availability.transport.caller_text import quote_caller_text
 from availability.transport.grpc.hit_memo import HitMemo
+from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_days, encode_freshness
 from availability.v1 import availability_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
+__all__ = ["SERVICE_NAME", "AvailabilityService", "ClosedMethods", "rpc_handlers"]
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
+M = TypeVar("M", bound=Message)
 
 _MAX_REASON_CHARS = 200
 """How much of ``InvalidateSlots.reason`` the log keeps ("booking_created" needs 15)."""
@@ -50,30 +53,37 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 }
 
 
+_GET_SLOTS = f"/{SERVICE_NAME}/GetSlots"
+_INVALIDATE_SLOTS = f"/{SERVICE_NAME}/InvalidateSlots"
+
+
 class AvailabilityService:
     def __init__(
-        self, cache: SlotCache, *, max_range_days: int, memo: HitMemo | None = None
+        self,
+        cache: SlotCache,
+        *,
+        max_range_days: int,
+        memo: HitMemo | None = None,
+        tokens: ApiTokens | None = None,
     ) -> None:
         """``memo``: the fast lane for repeated reads (None: every read takes the normal
         path; only safe where ``cache.generation`` sees every invalidation, e.g.
-        ``memory://``)."""
+        ``memory://``). ``tokens``: who may call what (None: anyone may)."""
         self._cache = cache
         self._max_range_days = max_range_days
         self._memo = memo
+        self._tokens = tokens if tokens is not None and len(tokens) else None
 
     async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
+        if self._tokens is not None:
+            await _authorize(self._tokens, context, _GET_SLOTS)
         memo = self._memo
         if memo is not None:
             hit = memo.answer(raw, self._cache.generation)
             if hit is not None:
                 return hit
-        try:
-            request = pb.GetSlotsRequest.FromString(raw)
-        except Exception:  # only parsing happens here: whatever fails, the bytes were bad
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid protobuf message"
-            )
+        request = await _parse(pb.GetSlotsRequest, raw, context)
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
@@ -91,10 +101,11 @@ class AvailabilityService:
         return days + encode_freshness(freshness.source, freshness.fetched_at, freshness.age)
 
     async def InvalidateSlots(
-        self,
-        request: pb.InvalidateSlotsRequest,
-        context: grpc.aio.ServicerContext[pb.InvalidateSlotsRequest, pb.InvalidateSlotsResponse],
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, pb.InvalidateSlotsResponse]
     ) -> pb.InvalidateSlotsResponse:
+        if self._tokens is not None:
+            await _authorize(self._tokens, context, _INVALIDATE_SLOTS)
+        request = await _parse(pb.InvalidateSlotsRequest, raw, context)
         try:
             scope = invalidation_scope(request)
         except FieldViolation as violation:
@@ -140,10 +151,67 @@ def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandle
         "GetSlots": grpc.unary_unary_rpc_method_handler(service.GetSlots),
         "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
             service.InvalidateSlots,
-            request_deserializer=pb.InvalidateSlotsRequest.FromString,
             response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
         ),
     }
+
+
+class ClosedMethods(grpc.GenericRpcHandler):
+    """Methods nobody registered: refused as auth would refuse them, else UNIMPLEMENTED.
+
+    grpc consults generic handlers only for methods that are not registered, so
+    this costs the registered ones nothing. Without a token, an unknown method
+    of the service looks like a known one (UNAUTHENTICATED): probing reveals nothing.
+    """
+
+    def __init__(self, tokens: ApiTokens | None) -> None:
+        self._tokens = tokens if tokens is not None and len(tokens) else None
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        tokens = self._tokens
+        if tokens is None:
+            return None
+        refusal = tokens.refusal(
+            handler_call_details.invocation_metadata, handler_call_details.method
+        )
+        if refusal is None:
+            return None
+        code, message = refusal
+
+        # Streaming and without a deserializer: refused before any message is read.
+        async def refuse(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> None:
+            await context.abort(code, message)
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
+async def _authorize(
+    tokens: ApiTokens, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> None:
+    """Abort UNAUTHENTICATED or PERMISSION_DENIED unless the caller may call ``method``.
+
+    First thing in a handler, before the request bytes are parsed.
+    """
+    # grpc.aio's Metadata iterates as (key, value) pairs; its stub does not say so.
+    metadata: Any = context.invocation_metadata()
+    refusal = tokens.refusal(metadata, method)
+    if refusal is not None:
+        await context.abort(*refusal)
+
+
+async def _parse(kind: type[M], raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> M:
+    """The request message; bytes that are none are the caller's error (INVALID_ARGUMENT,
+    not the UNKNOWN grpc would answer had it parsed them)."""
+    try:
+        return kind.FromString(raw)
+    except Exception:  # only parsing happens here: whatever fails, the bytes were bad
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid protobuf message"
+        )
 
 
 async def _abort_invalid(
