@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     """Prefix of every Redis key, so services can share a Redis."""
     local_cache_buckets: Annotated[int, Field(ge=0)] = 10_000
     """Bound (LRU, in buckets) of the in-process tier in front of Redis; 0 disables it."""
+    local_trust: Annotated[float, Field(ge=0, le=5)] = 0.05
+    """Seconds a replica serves its local copies without asking Redis after the read that
+    confirmed their versions was sent; invalidations return this much after Redis took them.
+    0: every read asks Redis."""
     hit_memo_entries: Annotated[int, Field(ge=0)] = 10_000
     """Bound (LRU) of the fast lane: repeated GetSlots requests answered from their encoded
     response without a cache read (``memory://`` only); 0 disables it."""

@@ -210,6 +210,7 @@ async def open_service(
                 keys=keys,
                 max_local_buckets=settings.local_cache_buckets,
                 max_memory_entries=settings.memory_cache_entries,
+                trust=settings.local_trust,
             )
         )
         resilience = resilient_upstream(upstream, backend, settings, keys, clock)

@@ -43,6 +43,7 @@ async def open_cache_backend(
     keys: KeySchema,
     max_local_buckets: int = 10_000,
     max_memory_entries: int = 1_000_000,
+    trust: float = 0.0,
 ) -> AsyncIterator[CacheBackend]:
     async with contextlib.AsyncExitStack() as stack:
         if urlsplit(cache_url).scheme == "memory":
@@ -51,7 +52,7 @@ async def open_cache_backend(
             yield CacheBackend(store, LocalBudget(rate_limit, clock=clock), None)
             return
         shared = RedisStore.from_url(cache_url)
-        tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets)
+        tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets, trust=trust)
         await tiered.start()
         stack.push_async_callback(tiered.close)
         budget = RedisBudget(
