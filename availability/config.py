@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     0: every read asks Redis."""
     hit_memo_entries: Annotated[int, Field(ge=0)] = 10_000
     """Bound (LRU) of the fast lane: repeated GetSlots requests answered from their encoded
-    response without a cache read (``memory://`` only); 0 disables it."""
+    response without a cache read (with Redis, within ``local_trust``); 0 disables it."""
     memory_cache_entries: Annotated[int, Field(ge=1)] = 1_000_000
     """Bound of the ``memory://`` store, in entries (a cached day is about three: its bucket
     and its versions); past it the oldest writes are dropped (they are fetched again)."""

@@ -252,12 +252,9 @@ async def open_service(
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-        # Within one process every invalidation moves cache.generation; with Redis another
-        # replica's would not, so the fast lane serves memory:// only.
+        # With Redis, entries last only as long as their versions' trust window.
         memo = (
-            HitMemo(settings.hit_memo_entries, clock=clock)
-            if backend.tiered is None and settings.hit_memo_entries
-            else None
+            HitMemo(settings.hit_memo_entries, clock=clock) if settings.hit_memo_entries else None
         )
         service = AvailabilityService(
             cache, max_range_days=settings.max_range_days, memo=memo, tokens=tokens

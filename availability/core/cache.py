@@ -135,8 +135,13 @@ class SlotsAnswer:
     freshness: Freshness
     valid_until: float = -math.inf
     """The same query would get these days back until this instant (clock seconds),
-    unless :attr:`SlotCache.generation` moves first (an invalidation): what lets a
-    transport reuse its encoding of a cache answer without asking the core."""
+    unless :attr:`SlotCache.generation` moves first (an invalidation) or
+    ``trusted_for`` runs out: what lets a transport reuse its encoding of a cache
+    answer without asking the core."""
+    trusted_for: float = 0.0
+    """Seconds (from before the read began, on a monotonic clock) for which no other
+    replica's invalidation can have returned without this answer's versions showing it
+    (``inf`` on one process's memory; see :meth:`CacheStore.trusted_for`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +275,7 @@ class SlotCache:
         if lo >= query.end:
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
-        used = await self._buckets_for(query, days, deadline)
+        used, trusted_for = await self._buckets_for(query, days, deadline)
         runs = []
         for entry in used:
             first = entry.bucket.index_at(lo)
@@ -284,6 +289,7 @@ class SlotCache:
             group_by_local_date(runs, query.time_zone),
             freshness,
             self._valid_until(query, now, used, runs),
+            trusted_for,
         )
 
     def _valid_until(
@@ -393,7 +399,9 @@ class SlotCache:
 
     async def _buckets_for(
         self, query: SlotsQuery, days: list[date], deadline: Deadline
-    ) -> list[_Used]:
+    ) -> tuple[list[_Used], float]:
+        """The buckets of ``days`` and how long their versions stay trusted (see
+        :meth:`CacheStore.trusted_for`)."""
         et, duration = query.event_type_id, query.duration_minutes
         hosts = await self._directory.hosts(et, wait=deadline.remaining())
         layout = self._versions(et, hosts, days)
@@ -402,11 +410,12 @@ class SlotCache:
         buckets, versions = await self._store.read(
             [] if query.fresh else bucket_keys, layout.keys, StampCheck(layout, now)
         )
-        stamps = layout.stamps(
-            await current_versions(
-                self._store, layout.keys, versions, self._seed, self._version_ttl
-            )
+        current = await current_versions(
+            self._store, layout.keys, versions, self._seed, self._version_ttl
         )
+        # At once, with the very values read: a later look could see another read's.
+        trusted_for = self._store.trusted_for(layout.keys, current)
+        stamps = layout.stamps(current)
 
         used: list[_Used | None] = [None] * len(days)
         stale: dict[int, Bucket] = {}
@@ -426,7 +435,7 @@ class SlotCache:
                 query, hosts, [need for _, need in needs], [i in stale for i, _ in needs], deadline
             )
             _settle(used, needs, results, stale)
-        return [u for u in used if u is not None]
+        return [u for u in used if u is not None], trusted_for
 
     def _versions(
         self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -168,11 +169,13 @@ class TieredStore:
     ) -> tuple[list[Bucket | None], list[int | None]] | None:
         """The read answered locally, if every version is within trust and every
         bucket is local and usable against them; else None (ask Redis)."""
-        opened_after = self._monotonic() - self._trust
+        now = self._monotonic()
         versions: list[int | None] = []
         for key in version_keys:
             confirmed = self._confirmed.get(key)
-            if confirmed is None or confirmed[1] <= opened_after:
+            # sent + trust <= now, not sent <= now - trust: the same sum the wait in
+            # bump_versions makes, so a window closes exactly when the wait ends.
+            if confirmed is None or confirmed[1] + self._trust <= now:
                 return None
             versions.append(confirmed[0])
         buckets: list[Bucket | None] = []
@@ -183,6 +186,19 @@ class TieredStore:
             buckets.append(bucket)
         self.trusted_reads += 1
         return buckets, versions
+
+    def trusted_for(self, version_keys: Sequence[str], versions: Sequence[int]) -> float:
+        """What is left of the trust windows of ``versions``: a confirmation counts only if
+        it confirmed these very values (a newer one with the same values extends them)."""
+        if self._trust <= 0:
+            return 0.0
+        oldest = math.inf
+        for key, value in zip(version_keys, versions, strict=True):
+            confirmed = self._confirmed.get(key)
+            if confirmed is None or confirmed[0] != value:
+                return 0.0
+            oldest = min(oldest, confirmed[1])
+        return max(0.0, oldest + self._trust - self._monotonic())
 
     def _confirm(self, key: str, value: int, sent: float) -> None:
         known = self._confirmed.get(key)

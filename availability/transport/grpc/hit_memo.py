@@ -16,6 +16,12 @@ order included) are different entries: a missed reuse, never a wrong one.
 The caller's role does not change an answer, so it is no part of the key
 (auth runs before the memo is consulted).
 
+With Redis, another replica's invalidation does not move this process's
+generation; an entry then also ends when the trust window of the versions it
+was built on closes (``trusted_for``, see
+:mod:`availability.adapters.stores.tiered`), which every invalidation waits
+out before it returns.
+
 Memory: an entry holds its key (the request, ~40-60 bytes), the encoded
 days (about 30 bytes a slot plus 15 a day) and a small record; bounded by
 ``max_entries`` (LRU).
@@ -23,7 +29,9 @@ days (about 30 bytes a slot plus 15 a day) and a small record; bounded by
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from availability.core.cache import SlotsAnswer, Source
 from availability.core.clock import Clock
@@ -33,21 +41,33 @@ __all__ = ["HitMemo"]
 
 
 class _Entry:
-    __slots__ = ("days", "fetched_at", "generation", "valid_until")
+    __slots__ = ("days", "fetched_at", "generation", "trusted_until", "valid_until")
 
-    def __init__(self, days: bytes, fetched_at: float, valid_until: float, generation: int):
+    def __init__(
+        self,
+        days: bytes,
+        fetched_at: float,
+        valid_until: float,
+        generation: int,
+        trusted_until: float,
+    ) -> None:
         self.days = days
         self.fetched_at = fetched_at
         self.valid_until = valid_until
         self.generation = generation
+        self.trusted_until = trusted_until
 
 
 class HitMemo:
-    def __init__(self, max_entries: int, *, clock: Clock) -> None:
+    def __init__(
+        self, max_entries: int, *, clock: Clock, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``clock``: the core's (``valid_until``); ``monotonic``: the store's trust clock."""
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
+        self.monotonic = monotonic
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self.hits = 0
         """Requests answered here (for metrics)."""
@@ -61,7 +81,11 @@ class HitMemo:
         if entry is None:
             return None
         now = self._clock()
-        if now >= entry.valid_until or entry.generation != generation:
+        if (
+            now >= entry.valid_until
+            or entry.generation != generation
+            or self.monotonic() >= entry.trusted_until
+        ):
             del self._entries[request]
             return None
         self._entries.move_to_end(request)
@@ -70,17 +94,26 @@ class HitMemo:
             Source.CACHE, entry.fetched_at, max(0.0, now - entry.fetched_at)
         )
 
-    def keep(self, request: bytes, answer: SlotsAnswer, days: bytes, generation: int) -> None:
+    def keep(
+        self, request: bytes, answer: SlotsAnswer, days: bytes, generation: int, began: float
+    ) -> None:
         """Remember ``days`` (the encoding of ``answer``) if the answer may be reused.
 
-        ``generation``: the cache's generation read before the read that gave ``answer``.
+        ``generation`` and ``began`` (:attr:`monotonic`): read before the read that gave
+        ``answer`` began, so the entry ends no later than the core's promises do.
         """
         freshness = answer.freshness
         if freshness.source is not Source.CACHE or freshness.fetched_at is None:
             return
-        if self._clock() >= answer.valid_until:
+        if self._clock() >= answer.valid_until or answer.trusted_for <= 0:
             return
-        self._entries[request] = _Entry(days, freshness.fetched_at, answer.valid_until, generation)
+        self._entries[request] = _Entry(
+            days,
+            freshness.fetched_at,
+            answer.valid_until,
+            generation,
+            began + answer.trusted_for,
+        )
         self._entries.move_to_end(request)
         if len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

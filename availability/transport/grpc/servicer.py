@@ -67,8 +67,7 @@ class AvailabilityService:
         tokens: ApiTokens | None = None,
     ) -> None:
         """``memo``: the fast lane for repeated reads (None: every read takes the normal
-        path; only safe where ``cache.generation`` sees every invalidation, e.g.
-        ``memory://``). ``tokens``: who may call what (None: anyone may)."""
+        path). ``tokens``: who may call what (None: anyone may)."""
         self._cache = cache
         self._max_range_days = max_range_days
         self._memo = memo
@@ -90,13 +89,14 @@ class AvailabilityService:
             await _abort_invalid(context, violation)
         # Read before the read: an invalidation landing meanwhile voids what is kept.
         generation = self._cache.generation
+        began = memo.monotonic() if memo is not None else 0.0
         try:
             answer = await self._cache.get_slots(query, timeout=self._timeout(context))
         except UpstreamError as exc:
             await _abort_upstream(context, exc, request.event_type_id)
         days = encode_days(answer)
         if memo is not None and not query.fresh:
-            memo.keep(raw, answer, days, generation)
+            memo.keep(raw, answer, days, generation, began)
         freshness = answer.freshness
         return days + encode_freshness(freshness.source, freshness.fetched_at, freshness.age)
 

@@ -10,14 +10,18 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
+from availability.adapters.stores.redis_store import RedisStore
+from availability.adapters.stores.tiered import TieredStore
 from availability.config import Settings
-from availability.core.cache import Source
+from availability.core.cache import SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.server import RunningService
 from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.wire import encode_freshness
 from availability.v1 import availability_pb2 as pb
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.redis_db import flushed_url
 from tests.test_invalidation import ALICE_30, AT_14, TUESDAY
 from tests.test_server import answer_starts, request, truth
 
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     from availability.v1 import availability_pb2_grpc as pb_grpc
 
     Stub = pb_grpc.AvailabilityServiceAsyncStub
+
+REDIS_DB = 7
 
 _PB_SOURCES = {
     Source.NONE: pb.Freshness.SOURCE_UNSPECIFIED,
@@ -165,3 +171,39 @@ class TestWithTokens:
                 await stub.GetSlots(request(ALICE_30, *TUESDAY), metadata=metadata)
             assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
         assert memo.hits == 1
+
+
+async def test_on_redis_an_entry_lasts_only_its_versions_trust_window(
+    clock: ManualClock,
+) -> None:
+    upstream = FakeUpstream()
+    start = int(clock()) + 86_400
+    upstream.add(ALICE_30, start + 3600)
+    monotonic = ManualClock(50.0)
+    query = SlotsQuery(ALICE_30, start, start + 86_400)
+    raw = b"request bytes"
+    for trust, kept in [(0.05, True), (0.0, False)]:
+        store = TieredStore(
+            RedisStore.from_url(flushed_url(REDIS_DB)),
+            clock=clock,
+            trust=trust,
+            monotonic=monotonic,
+        )
+        cache = SlotCache(upstream, store, clock=clock)
+        memo = HitMemo(10, clock=clock, monotonic=monotonic)
+        try:
+            await cache.get_slots(query)
+            began = monotonic()
+            answer = await cache.get_slots(query)
+            assert answer.freshness.source is Source.CACHE
+            memo.keep(raw, answer, b"days", cache.generation, began)
+            assert (memo.answer(raw, cache.generation) is not None) is kept
+            if kept:
+                monotonic.advance(0.049)
+                assert memo.answer(raw, cache.generation) is not None
+                monotonic.advance(0.001)  # the window closed: ask the core (and Redis)
+                assert memo.answer(raw, cache.generation) is None
+        finally:
+            await cache.close()
+            await store.close()
+    flushed_url(REDIS_DB)
