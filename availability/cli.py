@@ -1,4 +1,4 @@
-"""Command line: ``availability serve``, ``availability lab`` and ``availability --version``.
+"""Command line: ``availability serve``, ``lab``, ``demo`` and ``availability --version``.
 
 ``serve`` has one option per field of :class:`~availability.config.Settings`,
 generated from the field: its name (``ttl_near`` -> ``--ttl-near``), its type,
@@ -15,8 +15,6 @@ import asyncio
 import enum
 import inspect
 import json
-import logging
-import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 import availability
+from availability.adapters.observability.logs import configure_logging
 from availability.config import SettingDoc, Settings, setting_docs
 from availability.lab.command import lab
 from availability.server import run
@@ -164,15 +163,7 @@ def _exit_config(field: str, message: str) -> NoReturn:
 
 
 def _serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: one line per Cal.com call is noise at INFO.
-    logging.getLogger("httpx").setLevel(
-        max(logging.WARNING, logging.getLevelName(settings.log_level))
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(run(settings))
 
 
@@ -183,6 +174,31 @@ app.command(
 
 
 app.command("lab")(lab)
+
+
+@app.command()
+def demo(
+    seconds: Annotated[
+        float, typer.Option(min=5, help="how long the busy hour takes, in seconds")
+    ] = 45,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="write a PNG of latency and Cal.com calls over time (the demo extra)"),
+    ] = None,
+    callers: Annotated[int, typer.Option(min=1, max=32, help="agents calling at once")] = 4,
+    seed: Annotated[int | None, typer.Option(help="make the run repeatable")] = None,
+) -> None:
+    """Play a compressed busy hour against the built-in sandbox and watch /metrics."""
+    # Imported here: `serve` needs none of the demo (rich, the clients).
+    from availability.demo import run_demo  # noqa: PLC0415
+    from availability.demo.plot import INSTALL_HINT, matplotlib_missing  # noqa: PLC0415
+
+    if plot is not None and matplotlib_missing():
+        typer.echo(f"availability: --plot needs matplotlib: {INSTALL_HINT}", err=True)
+        raise typer.Exit(_EXIT_CONFIG)
+    configure_logging("ERROR", "text")
+    outcome = run_demo(seconds, plot=plot, callers=callers, seed=seed)
+    raise typer.Exit(0 if all(ok for _, ok in outcome.checks) else 1)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ availability.config`` prints it; ``scripts/settings-table`` writes it).
 from __future__ import annotations
 
 import enum
+import importlib.util
 import inspect
 import ipaddress
 import re
@@ -20,12 +21,13 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretBytes, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from availability.adapters.observability.tracing import INSTALL_HINT as TRACING_INSTALL_HINT
 from availability.transport.grpc.tls import TlsFiles
 from availability.transport.grpc.tokens import load_api_tokens
 
@@ -132,6 +134,13 @@ class Settings(BaseSettings):
     """Longest simulated Cal.com latency of the built-in sandbox, seconds."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING or ERROR."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: every log line is one JSON object (for a log pipeline), start-up included;
+    ``text``: ``time level logger: message key=value ...``, for people."""
+    tracing: bool = False
+    """Emit OpenTelemetry spans (each RPC, its cache read, each Cal.com request) over
+    OTLP/HTTP, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables. Needs the
+    ``tracing`` extra."""
 
     # -- exposure: who may call, and how much ------------------------------------
     http_addr: str = "127.0.0.1:8080"
@@ -197,6 +206,18 @@ class Settings(BaseSettings):
             raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("tracing")
+    @classmethod
+    def _check_tracing_installed(cls, value: bool) -> bool:
+        if value and not _installed("opentelemetry.sdk"):
+            raise ValueError(f"OpenTelemetry is not installed: {TRACING_INSTALL_HINT}")
+        return value
+
     @model_validator(mode="after")
     def _check_latency(self) -> Settings:
         if self.sandbox_latency_min > self.sandbox_latency_max:
@@ -254,6 +275,13 @@ class Settings(BaseSettings):
                         "AVAILABILITY_API_TOKENS_FILE (or --insecure to serve it open)"
                     )
         return self
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def _is_loopback(addr: str) -> bool:

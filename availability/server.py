@@ -1,5 +1,6 @@
 """Assemble and run the service: upstream, cache, gRPC server, health, reflection,
-and the HTTP port (Cal.com webhook, liveness and readiness probes).
+the HTTP port (Cal.com webhook, liveness and readiness probes, ``/metrics``), and
+what watches them (metrics, the per-RPC log line, optional tracing).
 
 Lifecycle: the gRPC address is checked first (a busy one stops the start
 before anything runs), the HTTP port opens (readiness says 503), then the
@@ -20,13 +21,15 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from availability.adapters.calcom.client import CalcomUpstream
+from availability.adapters.observability.metrics import ServiceMetrics
+from availability.adapters.observability.tracing import TracingUnavailable, open_tracer
 from availability.adapters.stores.backend import CacheBackend, open_cache_backend
 from availability.config import Settings
 from availability.core.cache import SlotCache
@@ -35,12 +38,13 @@ from availability.core.deadlines import DeadlinePolicy
 from availability.core.keys import KeySchema
 from availability.core.ports import Upstream
 from availability.core.ttl import TieredTtl
-from availability.resilience.breaker import CircuitBreaker, SharedBreakerState
+from availability.resilience.breaker import BreakerState, CircuitBreaker, SharedBreakerState
 from availability.resilience.budget import BudgetedUpstream
 from availability.resilience.retries import RetryBudget, RetryingUpstream
 from availability.sandbox import serve_sandbox
 from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
 from availability.transport.grpc.hit_memo import HitMemo
+from availability.transport.grpc.observing import ObservingInterceptor
 from availability.transport.grpc.servicer import (
     SERVICE_NAME,
     AvailabilityService,
@@ -49,9 +53,12 @@ from availability.transport.grpc.servicer import (
 )
 from availability.transport.grpc.tls import TlsFiles, server_credentials
 from availability.transport.grpc.tokens import ApiTokens, load_api_tokens
-from availability.transport.http.app import WEBHOOK_PATH, http_app
+from availability.transport.http.app import METRICS_PATH, WEBHOOK_PATH, http_app
 from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = [
     "KEEPALIVE_ACCEPTED",
@@ -92,9 +99,10 @@ class RunningService:
     health: HealthServicer
     calcom_url: str
     http_port: int
-    """The bound HTTP port (webhook and probes)."""
+    """The bound HTTP port (webhook, probes, metrics)."""
     resilience: Resilience
     """The Cal.com call stack's state (breaker, retries), for metrics and benchmarks."""
+    metrics: ServiceMetrics
     hit_memo: HitMemo | None = None
     """The fast lane for repeated reads (None: off, or a shared cache)."""
 
@@ -177,10 +185,19 @@ def resilient_upstream(
 
 @contextlib.asynccontextmanager
 async def open_service(
-    settings: Settings, *, clock: Clock = system_clock
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningService]:
-    """Run the whole service until the block exits (then stop with the configured grace)."""
+    """Run the whole service until the block exits (then stop with the configured grace).
+
+    ``tracer_provider``: where spans go when ``settings.tracing`` is on (default: the
+    process's provider, else OTLP; see :mod:`availability.adapters.observability.tracing`).
+    """
     _check_bindable(settings.grpc_addr)
+    metrics = ServiceMetrics()
+    tracer = open_tracer(settings.tracing, tracer_provider)
     async with contextlib.AsyncExitStack() as stack:
         calcom_url = settings.calcom_url
         if calcom_url is None:
@@ -200,6 +217,8 @@ async def open_service(
             calcom_url,
             api_key=None if api_key is None else api_key.get_secret_value(),
             default_timeout=settings.upstream_timeout,
+            on_request=metrics.upstream_request,
+            tracer=tracer,
         )
         stack.push_async_callback(upstream.aclose)
         backend = await stack.enter_async_context(
@@ -214,6 +233,7 @@ async def open_service(
             )
         )
         resilience = resilient_upstream(upstream, backend, settings, keys, clock)
+        _expose_state(metrics, resilience, backend)
         cache = SlotCache(
             resilience.upstream,
             backend.store,
@@ -237,14 +257,19 @@ async def open_service(
             failure_memory=settings.failure_memory,
             unknown_event_type_ttl=settings.unknown_event_type_ttl,
             max_pending_misses=settings.max_pending_misses,
+            observer=metrics,
         )
         stack.push_async_callback(cache.close)
 
         tokens = _tokens(settings)
-        # No interceptors: grpc.aio runs every one on every call. Auth is checked by the
-        # servicer itself (and for unregistered methods by ClosedMethods), request bytes
-        # are parsed by it too (INVALID_ARGUMENT for bad ones).
+        # Auth is checked by the servicer itself (and for unregistered methods by
+        # ClosedMethods), request bytes are parsed by it too (INVALID_ARGUMENT for bad ones).
         server = grpc.aio.server(
+            # The one interceptor: it must see every call (grpc.aio runs each interceptor
+            # on every call, so auth and request parsing live in the servicer).
+            interceptors=[
+                ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,), tracer=tracer)
+            ],
             options=[
                 *_GRPC_OPTIONS,
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -257,7 +282,7 @@ async def open_service(
             HitMemo(settings.hit_memo_entries, clock=clock) if settings.hit_memo_entries else None
         )
         service = AvailabilityService(
-            cache, max_range_days=settings.max_range_days, memo=memo, tokens=tokens
+            cache, max_range_days=settings.max_range_days, memo=memo, tokens=tokens, metrics=metrics
         )
         server.add_registered_method_handlers(SERVICE_NAME, rpc_handlers(service))
         server.add_generic_rpc_handlers((ClosedMethods(tokens),))
@@ -273,7 +298,9 @@ async def open_service(
             ),
             generic_only,
         )
-        http = await stack.enter_async_context(_serve_http(settings, cache, health_servicer))
+        http = await stack.enter_async_context(
+            _serve_http(settings, cache, health_servicer, metrics)
+        )
         tls = _tls(settings)
         try:
             if tls is None:
@@ -285,7 +312,7 @@ async def open_service(
             raise AddressUnavailable(f"cannot serve gRPC on {settings.grpc_addr}") from None
         await server.start()
         running = RunningService(
-            port, cache, server, health_servicer, calcom_url, http, resilience, memo
+            port, cache, server, health_servicer, calcom_url, http, resilience, metrics, memo
         )
         try:
             for name in ("", SERVICE_NAME):
@@ -299,6 +326,71 @@ async def open_service(
             yield running
         finally:
             await running.stop(settings.shutdown_grace, settings.shutdown_drain)
+
+
+def _expose_state(metrics: ServiceMetrics, resilience: Resilience, backend: CacheBackend) -> None:
+    """State other objects keep, read by the metrics at scrape time (plain attributes, so
+    the request path pays nothing). Stale answers are counted already:
+    ``availability_answers_total{source="stale"}``."""
+    budget = backend.budget
+    budgeted, breaker, retries = resilience.budgeted, resilience.breaker, resilience.retries
+    metrics.counter(
+        "availability_upstream_retries",
+        "Cal.com attempts made again after a failure (within the retry budget).",
+        lambda: retries.retried,
+    )
+    metrics.counter(
+        "availability_upstream_retries_denied",
+        "Retries the retry budget refused (so that retries never multiply an outage).",
+        lambda: retries.budget_denied,
+    )
+    metrics.gauge(
+        "availability_breaker_open",
+        "1 while the Cal.com circuit breaker is open or half-open, else 0.",
+        lambda: 0 if breaker.state is BreakerState.CLOSED else 1,
+    )
+    metrics.counter(
+        "availability_breaker_opened",
+        "Times the Cal.com circuit breaker opened.",
+        lambda: breaker.transitions[BreakerState.OPEN],
+    )
+    metrics.counter(
+        "availability_breaker_rejected",
+        "Cal.com calls refused by the open breaker (failing fast, spending no budget).",
+        lambda: breaker.rejected,
+    )
+    metrics.gauge(
+        "availability_budget_limit",
+        "Cal.com calls allowed per window (about a minute), for the whole cluster.",
+        lambda: budget.limit,
+    )
+    metrics.sampled_gauge(
+        "availability_budget_used",
+        "Cal.com calls taken in the current window (cluster-wide when shared in Redis).",
+        budget.in_window,
+    )
+    metrics.counter(
+        "availability_budget_denied",
+        "Cal.com calls not made because the budget was spent.",
+        lambda: budgeted.denied,
+    )
+    tiered = backend.tiered
+    if tiered is not None:
+        metrics.gauge(
+            "availability_local_tier_buckets",
+            "Buckets held in this process's tier in front of Redis.",
+            lambda: tiered.local_buckets,
+        )
+        metrics.counter(
+            "availability_local_tier_evictions",
+            "Buckets pushed out of the local tier by its bound.",
+            lambda: tiered.local_evictions,
+        )
+        metrics.gauge(
+            "availability_redis_degraded",
+            "1 while Redis is unreachable and this replica serves from its local tier.",
+            lambda: float(tiered.degraded),
+        )
 
 
 def _tokens(settings: Settings) -> ApiTokens:
@@ -337,23 +429,24 @@ def _tls(settings: Settings) -> TlsFiles | None:
 
 @contextlib.asynccontextmanager
 async def _serve_http(
-    settings: Settings, cache: SlotCache, health: HealthServicer
+    settings: Settings, cache: SlotCache, health: HealthServicer, metrics: ServiceMetrics
 ) -> AsyncIterator[int]:
-    """Serve the webhook and the probes; yields the bound port."""
+    """Serve the webhook, the probes and the metrics; yields the bound port."""
     secret = settings.webhook_secret
     webhooks = CalcomWebhooks(
         cache,
         secret=None if secret is None else secret.get_secret_value(),
         max_body=settings.webhook_max_body,
         timeout=settings.upstream_timeout,
+        metrics=metrics,
     )
     host, _, port = settings.http_addr.rpartition(":")
-    async with serve_asgi(
-        http_app(webhooks, ready=health.serving), host.strip("[]"), int(port)
-    ) as http:
+    app = http_app(webhooks, ready=health.serving, metrics=metrics)
+    async with serve_asgi(app, host.strip("[]"), int(port)) as http:
         logger.info(
-            "HTTP (Cal.com webhook at %s, /healthz, /readyz) listening on %s",
+            "HTTP (Cal.com webhook at %s, /healthz, /readyz, %s) listening on %s",
             WEBHOOK_PATH,
+            METRICS_PATH,
             _bound(settings.http_addr, http.port),
         )
         if secret is None:
@@ -400,7 +493,7 @@ async def run(settings: Settings) -> int:
             logger.info(
                 "shutting down: finishing in-flight calls (up to %ss)", settings.shutdown_grace
             )
-    except AddressUnavailable as exc:
+    except (AddressUnavailable, TracingUnavailable) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:

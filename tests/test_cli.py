@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import grpc
 import pytest
 import typer
 from pydantic import Field, SecretStr
@@ -26,6 +27,9 @@ from typer.testing import CliRunner
 
 from availability.cli import settings_command
 from availability.config import Settings
+from availability.v1 import availability_pb2 as pb
+from availability.v1 import availability_pb2_grpc as pb_grpc
+from tests.test_server import request
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -349,3 +353,74 @@ def test_a_bad_new_setting_fails_in_one_line_naming_it(args: list[str], field: s
     assert (code, seen) == (2, [])
     assert output.strip().splitlines() == [output.strip()]
     assert output.startswith(f"availability: invalid {field}:")
+
+
+def test_json_logs_are_one_object_per_line_and_one_line_per_rpc() -> None:
+    process = subprocess.Popen(
+        [
+            AVAILABILITY,
+            "serve",
+            "--log-format",
+            "json",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        env=_env(AVAILABILITY_SANDBOX_LATENCY_MIN="0", AVAILABILITY_SANDBOX_LATENCY_MAX="0"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        target = None
+        lines: list[str] = []
+        while target is None:
+            line = process.stderr.readline()
+            assert line, "server exited:\n" + "".join(lines)
+            lines.append(line)
+            found = re.search(r"serving \S+ on (\S+)", json.loads(line)["message"])
+            target = found.group(1) if found else None
+        reason = 'booking_created\n{"level": "ERROR"} forged line'
+        codes = _json_log_workload(target, reason)
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    lines += rest.splitlines(keepends=True)
+    records = [json.loads(line) for line in lines]  # every line, start-up included
+    assert all(line.endswith("\n") and line.count("\n") == 1 for line in lines)
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any("sandbox" in r["message"] for r in records[:3])
+
+    rpcs = [r for r in records if r["logger"] == "availability.rpc"]
+    assert [(r["method"], r["status"]) for r in rpcs] == codes
+    get, bad, invalidate = rpcs
+    assert get["event_type_id"] == 1001
+    assert get["source"] == "upstream"
+    assert get["days"] == 7
+    assert get["request_id"] == "call-42"
+    assert get["peer"].startswith("ipv4:127.0.0.1:")
+    assert isinstance(get["duration_ms"], float)
+    assert isinstance(get["age"], float)
+    assert bad["status"] == "InvalidArgument"
+    assert "time_zone" in bad["error"]
+    assert bad["request_id"]  # made up when the caller sends none
+    assert invalidate["reason"] == reason  # intact, inside its own line
+    assert not any(r["level"] == "ERROR" for r in records)
+    assert "stopped" in records[-1]["message"]
+
+
+def _json_log_workload(target: str, reason: str) -> list[tuple[str, str]]:
+    """Three RPCs with a blocking client; the (method, status) each one's log line must show."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    week = (start, start + timedelta(days=7))
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.AvailabilityServiceStub(channel)
+        stub.GetSlots(request(1001, *week), metadata=(("x-request-id", "call-42"),))
+        with pytest.raises(grpc.RpcError):
+            stub.GetSlots(request(1001, *week, time_zone="Mars/Base"))
+        stub.InvalidateSlots(pb.InvalidateSlotsRequest(event_type_id=1001, reason=reason))
+    return [("GetSlots", "OK"), ("GetSlots", "InvalidArgument"), ("InvalidateSlots", "OK")]

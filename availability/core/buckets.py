@@ -29,7 +29,7 @@ _NO_END = -(2**63)
 
 
 class Bucket:
-    __slots__ = ("ends", "expires_at", "fetched_at", "memo", "seats", "stamp", "starts")
+    __slots__ = ("ends", "expires_at", "fetched_at", "memo", "seats", "served", "stamp", "starts")
 
     fetched_at: float
     """When the fetch that produced this bucket began (epoch seconds)."""
@@ -46,6 +46,9 @@ class Bucket:
     memo: Any
     """Per-bucket work one transport does once and reuses on every hit (the gRPC
     wire encoding). Never part of the bucket's value."""
+    served: int
+    """Answers this process served from the bucket (suspect hits, should it turn out
+    to have been wrong; counted only when observed). Never part of the bucket's value."""
 
     def __init__(self, fetched_at: float, expires_at: float, stamp: int, slots: Sequence[Slot]):
         self.fetched_at = fetched_at
@@ -55,6 +58,7 @@ class Bucket:
         self.ends = array("q", [_NO_END if s.end is None else s.end for s in slots])
         self.seats = tuple(s.seats for s in slots) if any(s.seats for s in slots) else None
         self.memo = None
+        self.served = 0
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -40,6 +40,10 @@ stale-if-error, bounded):
   a new miss is refused at once with :class:`Overloaded` (its stale bucket is
   served if it has one), so the RPCs that remain serve hits.
 
+An optional :class:`~availability.core.observe.CacheObserver` hears how each
+bucket was had, every answer, and what re-fetching a bucket still believed
+current found (measured staleness; see :mod:`availability.core.observe`).
+
 This module imports no transport: it is driven by the gRPC servicer, the
 webhook endpoint and tests alike, and reads time only from its clock.
 """
@@ -66,6 +70,7 @@ from availability.core.failures import FailureMemory
 from availability.core.keys import KeySchema
 from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY, LocalDay, SlotRun, group_by_local_date, utc_days
+from availability.core.observe import NO_OBSERVER, CacheObserver, LookupResult
 from availability.core.ports import (
     CacheStore,
     EventTypeNotFound,
@@ -138,6 +143,8 @@ class SlotsAnswer:
     unless :attr:`SlotCache.generation` moves first (an invalidation) or
     ``trusted_for`` runs out: what lets a transport reuse its encoding of a cache
     answer without asking the core."""
+    buckets: tuple[Bucket, ...] = ()
+    """The day buckets the answer was read from (a reuse counts as hits on them)."""
     trusted_for: float = 0.0
     """Seconds (from before the read began, on a monotonic clock) for which no other
     replica's invalidation can have returned without this answer's versions showing it
@@ -175,6 +182,9 @@ class _Need:
     day: date
     key: str
     stamp: int
+    previous: Bucket | None = field(default=None, compare=False)
+    """The cached bucket with the same stamp this fetch replaces (expired, or skipped by
+    a fresh read): its fetcher compares the two (measured staleness)."""
 
 
 @dataclass(slots=True)
@@ -220,6 +230,7 @@ class SlotCache:
         failure_memory: float = 1.0,
         unknown_event_type_ttl: float = 60.0,
         max_pending_misses: int = 250,
+        observer: CacheObserver = NO_OBSERVER,
     ) -> None:
         self._upstream = upstream
         self._store = store
@@ -244,6 +255,10 @@ class SlotCache:
         once it has stored what it fetched (it replaces buckets still valid). A transport
         that keeps an answer keeps the generation read before asking for it, and drops the
         answer when the generation has moved (see :attr:`SlotsAnswer.valid_until`)."""
+        self._observer = observer
+        # Counting answers per bucket (for suspect hits) is the one per-bucket cost of
+        # observing: skipped when nobody listens.
+        self._count_served = observer is not NO_OBSERVER
         self._seed = VersionSeed(clock)
         self._directory = EventTypeDirectory(
             upstream,
@@ -273,6 +288,7 @@ class SlotCache:
         now = self._clock()
         lo = max(query.start, now)
         if lo >= query.end:
+            self._observer.answered(Source.NONE, 0.0)
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
         used, trusted_for = await self._buckets_for(query, days, deadline)
@@ -285,10 +301,12 @@ class SlotCache:
         source = next(s for s in (Source.STALE, Source.UPSTREAM, Source.CACHE) if s in sources)
         fetched_at = oldest.bucket.fetched_at
         freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
+        self._observer.answered(source, freshness.age)
         return SlotsAnswer(
             group_by_local_date(runs, query.time_zone),
             freshness,
             self._valid_until(query, now, used, runs),
+            tuple(u.bucket for u in used),
             trusted_for,
         )
 
@@ -312,6 +330,15 @@ class SlotCache:
         if first is not None:
             until = min(until, first.bucket.starts[first.first])
         return until
+
+    def reused(self, buckets: tuple[Bucket, ...], age: float) -> None:
+        """A transport answered a repeat of a cache answer (read from ``buckets``) itself
+        (see ``valid_until``): counted as the hits and the answer it is."""
+        self._observer.lookups("hit", len(buckets))
+        if self._count_served:
+            for bucket in buckets:
+                bucket.served += 1
+        self._observer.answered(Source.CACHE, age)
 
     async def invalidate(
         self, scope: InvalidationScope, *, timeout: float | None = None
@@ -407,8 +434,10 @@ class SlotCache:
         layout = self._versions(et, hosts, days)
         bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
         now = self._clock()
+        # A fresh read serves no cached bucket, but reads them to compare with what it
+        # fetches (measured staleness); fresh reads are rare.
         buckets, versions = await self._store.read(
-            [] if query.fresh else bucket_keys, layout.keys, StampCheck(layout, now)
+            bucket_keys, layout.keys, StampCheck(layout, now)
         )
         current = await current_versions(
             self._store, layout.keys, versions, self._seed, self._version_ttl
@@ -421,21 +450,73 @@ class SlotCache:
         stale: dict[int, Bucket] = {}
         needs: list[tuple[int, _Need]] = []
         for i, day in enumerate(days):
-            bucket = buckets[i] if buckets else None
+            bucket = buckets[i]
+            previous = None
             if bucket is not None and bucket.stamp == stamps[i]:
-                if now < bucket.expires_at:
+                if query.fresh:
+                    previous = bucket
+                elif now < bucket.expires_at:
                     used[i] = _Used(bucket, Source.CACHE)
+                    if self._count_served:  # inline: this is the hit path, per bucket
+                        bucket.served += 1
                     continue
-                if now < bucket.expires_at + self._max_stale:
-                    stale[i] = bucket
-            needs.append((i, _Need(day, bucket_keys[i], stamps[i])))
+                else:
+                    previous = bucket
+                    if now < bucket.expires_at + self._max_stale:
+                        stale[i] = bucket
+            needs.append((i, _Need(day, bucket_keys[i], stamps[i], previous)))
 
+        observer = self._observer
+        if query.fresh:
+            observer.lookups("bypass", len(days))
+        elif len(needs) < len(days):
+            observer.lookups("hit", len(days) - len(needs))
         if needs:
-            results = await self._fill(
+            results, joined = await self._fill(
                 query, hosts, [need for _, need in needs], [i in stale for i, _ in needs], deadline
             )
-            _settle(used, needs, results, stale)
+            self._settle(query, used, needs, results, joined, stale)
         return [u for u in used if u is not None], trusted_for
+
+    def _settle(
+        self,
+        query: SlotsQuery,
+        used: list[_Used | None],
+        needs: list[tuple[int, _Need]],
+        results: list[Bucket | UpstreamError],
+        joined: list[bool],
+        stale: dict[int, Bucket],
+    ) -> None:
+        """Place fetched buckets, or stale ones where Cal.com was unavailable; tell the
+        observer how each need was had; raise the first error left."""
+        errors: list[UpstreamError] = []
+        missed = coalesced = served_stale = 0
+        for (i, _), result, shared in zip(needs, results, joined, strict=True):
+            if isinstance(result, Bucket):
+                used[i] = _Used(result, Source.UPSTREAM)
+            elif isinstance(result, UpstreamUnavailable) and i in stale:
+                used[i] = _Used(stale[i], Source.STALE)
+                if self._count_served:
+                    _served(stale[i])
+                served_stale += 1
+                continue
+            else:
+                errors.append(result)
+            if shared:
+                coalesced += 1
+            else:
+                missed += 1
+        if not query.fresh:
+            tally: tuple[tuple[LookupResult, int], ...] = (
+                ("miss", missed),
+                ("coalesced", coalesced),
+                ("stale", served_stale),
+            )
+            for name, count in tally:
+                if count:
+                    self._observer.lookups(name, count)
+        if errors:
+            raise errors[0]
 
     def _versions(
         self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
@@ -451,12 +532,13 @@ class SlotCache:
         needs: list[_Need],
         has_stale: list[bool],
         deadline: Deadline,
-    ) -> list[Bucket | UpstreamError]:
-        """One result per need: its bucket, or why it could not be had in time."""
+    ) -> tuple[list[Bucket | UpstreamError], list[bool]]:
+        """One result per need (its bucket, or why it could not be had in time), and per
+        need whether it joined a fetch (or a remembered failure) rather than starting one."""
         if self._pending_misses >= self._max_pending_misses:
-            return self._shed(needs)
-        flights = self._flights_for(query, hosts, needs)
-        return await self._await_flights(flights, has_stale, deadline)
+            return self._shed(needs), [False] * len(needs)
+        flights, joined = self._flights_for(query, hosts, needs)
+        return await self._await_flights(flights, has_stale, deadline), joined
 
     def _shed(self, needs: list[_Need]) -> list[Bucket | UpstreamError]:
         self.shed += 1
@@ -467,14 +549,16 @@ class SlotCache:
 
     def _flights_for(
         self, query: SlotsQuery, hosts: Sequence[int], needs: list[_Need]
-    ) -> list[_Flight | UpstreamError]:
-        """Join the fetch in the air for each need, or start one, or recall its failure.
+    ) -> tuple[list[_Flight | UpstreamError], list[bool]]:
+        """Join the fetch in the air for each need, or start one, or recall its failure
+        (and say which needs joined).
 
         No await between looking a flight up and registering a new one: a
         concurrent reader either sees it or registers it itself.
         """
         loop = asyncio.get_running_loop()
         flights: list[_Flight | UpstreamError] = []
+        joined: list[bool] = []
         run: list[tuple[_Need, asyncio.Future[Bucket]]] = []
         runs: list[list[tuple[_Need, asyncio.Future[Bucket]]]] = []
         for need in needs:
@@ -482,8 +566,10 @@ class SlotCache:
             remembered = self._failures.recall(flight_key)
             if remembered is not None:
                 flights.append(remembered)
+                joined.append(True)
                 continue
             flight = None if query.fresh else self._flights.by_key.get(flight_key)
+            joined.append(flight is not None and not flight.future.done())
             if flight is None or flight.future.done():  # done: its bucket was stored already
                 future: asyncio.Future[Bucket] = loop.create_future()
                 future.add_done_callback(_consume_exception)
@@ -500,7 +586,7 @@ class SlotCache:
             task = asyncio.create_task(self._claim(query, hosts, each))
             self._flights.tasks.add(task)
             task.add_done_callback(self._flights.tasks.discard)
-        return flights
+        return flights, joined
 
     async def _await_flights(
         self, flights: list[_Flight | UpstreamError], has_stale: list[bool], deadline: Deadline
@@ -668,11 +754,14 @@ class SlotCache:
             ttl = self._ttl.ttl(need.day, len(slots), started)
             bucket = Bucket(started, started + ttl, need.stamp, slots)
             entries.append((need.key, bucket, ttl + self._max_stale))
+        current: list[tuple[str, Bucket, float]] = []
         try:
-            await self._store.write(await self._still_current(query, hosts, run, entries))
+            current = await self._still_current(query, hosts, run, entries)
+            await self._store.write(current)
         except Exception:
             # The answer is still right; only the next reader pays a fetch again.
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
+        self._compare_refreshed(run, entries, current)
         if query.fresh:
             # A fresh read replaces buckets that had not expired and were not invalidated:
             # answers built from them must not be reused any more than after an invalidation.
@@ -693,6 +782,27 @@ class SlotCache:
         if isinstance(error, EventTypeNotFound):
             with contextlib.suppress(Exception):  # only a saving: the 404 is already told
                 await self._directory.mark_unknown(event_type_id)
+
+    def _compare_refreshed(
+        self,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        entries: list[tuple[str, Bucket, float]],
+        current: list[tuple[str, Bucket, float]],
+    ) -> None:
+        """Measured staleness: compare each re-fetched bucket with the one it replaces.
+
+        Only buckets still current after their fetch count: one invalidated meanwhile
+        may differ because of a change that *was* reported.
+        """
+        kept = {id(bucket) for _, bucket, _ in current}
+        for (need, _), (_, bucket, _) in zip(run, entries, strict=True):
+            if need.previous is not None and id(bucket) in kept:
+                changed = _changed(need.previous, bucket)
+                # Taken, not read: a refetch of the same old bucket must not count them twice.
+                suspect = need.previous.served if changed else 0
+                if changed:
+                    need.previous.served = 0
+                self._observer.refreshed(changed, suspect)
 
     async def _still_current(
         self,
@@ -759,23 +869,15 @@ def _outcome(flight: _Flight | UpstreamError) -> Bucket | UpstreamError:
     return UpstreamUnavailable(f"the fetch failed: {error}")
 
 
-def _settle(
-    used: list[_Used | None],
-    needs: list[tuple[int, _Need]],
-    results: list[Bucket | UpstreamError],
-    stale: dict[int, Bucket],
-) -> None:
-    """Place fetched buckets, or stale ones where Cal.com was unavailable; else raise."""
-    errors: list[UpstreamError] = []
-    for (i, _), result in zip(needs, results, strict=True):
-        if isinstance(result, Bucket):
-            used[i] = _Used(result, Source.UPSTREAM)
-        elif isinstance(result, UpstreamUnavailable) and i in stale:
-            used[i] = _Used(stale[i], Source.STALE)
-        else:
-            errors.append(result)
-    if errors:
-        raise errors[0]
+def _served(bucket: Bucket) -> None:
+    bucket.served += 1
+
+
+def _changed(old: Bucket, new: Bucket) -> bool:
+    """Whether ``new`` offers other slots than ``old`` did, among those not started yet
+    when ``new`` was fetched (slots that merely began meanwhile are no change)."""
+    since = new.fetched_at
+    return old.slots[old.index_at(since) :] != new.slots[new.index_at(since) :]
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:

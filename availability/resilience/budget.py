@@ -40,9 +40,12 @@ class BudgetedUpstream:
     def __init__(self, upstream: Upstream, budget: Budget) -> None:
         self._upstream = upstream
         self._budget = budget
+        self.denied = 0
+        """Calls refused because the budget was spent (read by the metrics)."""
 
     async def _spend(self) -> None:
         if not await self._budget.acquire(Priority.INTERACTIVE):
+            self.denied += 1
             raise BudgetExhausted(
                 f"the Cal.com call budget ({self._budget.limit}/min, shared by all replicas) "
                 "is spent; retry shortly"

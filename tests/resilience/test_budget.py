@@ -24,6 +24,7 @@ async def test_budgeted_upstream_refuses_past_the_budget() -> None:
     with pytest.raises(BudgetExhausted, match="budget"):
         await upstream.fetch_event_type(ET)
     assert fake.event_type_calls == []
+    assert upstream.denied == 1
 
 
 async def test_cal_com_429_pauses_the_budget_for_its_reset() -> None:

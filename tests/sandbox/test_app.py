@@ -462,6 +462,17 @@ async def test_trickle_drips_the_body_until_stopped(
     assert json.loads(body)["data"] == expected
 
 
+async def test_an_outage_lasts_until_its_faults_are_cleared(
+    client: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    params: Params = {"eventTypeId": 1001, **TUESDAY}
+    sandbox.fail_next(503, count=1_000_000)
+    for _ in range(3):
+        assert (await client.get("/v2/slots", params=params)).status_code == 503
+    sandbox.clear_faults()
+    assert (await client.get("/v2/slots", params=params)).status_code == 200
+
+
 async def test_hold_freezes_a_response_in_flight(
     client: httpx.AsyncClient, sandbox: RunningSandbox
 ) -> None:

@@ -5,22 +5,31 @@ request shape (API version headers, query parameters Cal.com accepts), the
 response formats, and the mapping of every failure onto the port's error
 classes. Cal.com's rate limit is shared by the whole fleet, so the adapter
 never retries; it reports and lets the caller decide.
+
+Every HTTP request it sends is reported exactly once, whatever became of it,
+to an optional ``on_request(endpoint, outcome, seconds)`` callback (the
+metrics: so their count equals what Cal.com saw), as one DEBUG log line, and
+as an OpenTelemetry span when a tracer is given. Endpoints are ``slots`` and
+``event_type``; outcomes are listed in :data:`OUTCOMES`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import httpx
 
+from availability.adapters.observability import tracing
+from availability.adapters.observability.logs import log_fields
 from availability.core.ports import (
     EventTypeInfo,
     EventTypeNotFound,
@@ -31,11 +40,33 @@ from availability.core.ports import (
 )
 from availability.core.slots import Seats, Slot
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 __all__ = [
     "EVENT_TYPES_API_VERSION",
+    "OUTCOMES",
     "SLOTS_API_VERSION",
     "CalcomUpstream",
+    "RequestObserver",
 ]
+
+T = TypeVar("T")
+
+RequestObserver = Callable[[str, str, float], None]
+"""Called once per HTTP request to Cal.com: ``(endpoint, outcome, seconds)``."""
+
+OUTCOMES: Final = (
+    "ok",  # 2xx with a body in Cal.com's documented shape
+    "not_found",  # 404
+    "rejected",  # any other 4xx but 429: our request or our key was refused
+    "rate_limited",  # 429
+    "server_error",  # 5xx
+    "timeout",  # no complete answer within the deadline
+    "connection",  # could not connect, or the connection broke
+    "malformed",  # a body that is not what Cal.com documents, too large, or a 1xx/3xx
+    "cancelled",  # the caller gave up while the request was in flight
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +120,8 @@ class CalcomUpstream:
         max_connections: int = 100,
         max_keepalive_connections: int = 20,
         max_body_bytes: int = 16 * 1024 * 1024,
+        on_request: RequestObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -101,6 +134,8 @@ class CalcomUpstream:
         self._api_key = _ApiKey(api_key) if api_key else None
         self._default_timeout = default_timeout
         self._max_body_bytes = max_body_bytes
+        self._on_request = on_request
+        self._tracer = tracer
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             http1=True,
@@ -172,20 +207,16 @@ class CalcomUpstream:
         ]
         if duration_minutes > 0:
             params.append(("duration", str(duration_minutes)))
-        body = await self._get(
+        return await self._get(
+            "slots",
             "/v2/slots",
             params,
             SLOTS_API_VERSION,
             timeout,
             what=f"slots of event type {event_type_id}",
             event_type_id=event_type_id,
+            parse=lambda body: _parse_slots(body, first_day, last_day, duration_minutes),
         )
-        try:
-            return _parse_slots(body, first_day, last_day, duration_minutes)
-        except _Malformed as exc:
-            message = f"Cal.com sent a malformed slots response: {exc}"
-            logger.debug("%s (event type %d)", message, event_type_id)
-            raise UpstreamUnavailable(message) from None
 
     async def fetch_event_type(
         self,
@@ -199,25 +230,22 @@ class CalcomUpstream:
         types list ``hosts[].userId``. Field sets vary across Cal.com versions,
         so unknown or missing host fields are skipped rather than fatal.
         """
-        body = await self._get(
+        return await self._get(
+            "event_type",
             f"/v2/event-types/{int(event_type_id)}",
             [],
             EVENT_TYPES_API_VERSION,
             timeout,
             what=f"event type {event_type_id}",
             event_type_id=event_type_id,
+            parse=lambda body: _parse_event_type(body, event_type_id),
         )
-        try:
-            return _parse_event_type(body, event_type_id)
-        except _Malformed as exc:
-            message = f"Cal.com sent a malformed event type response: {exc}"
-            logger.debug("%s (event type %d)", message, event_type_id)
-            raise UpstreamUnavailable(message) from None
 
     # -- HTTP -------------------------------------------------------------------
 
     async def _get(
         self,
+        endpoint: str,
         path: str,
         params: Sequence[tuple[str, str]],
         api_version: str,
@@ -225,8 +253,10 @@ class CalcomUpstream:
         *,
         what: str,
         event_type_id: int,
-    ) -> Any:
-        """One GET bounded as a whole by ``deadline_s``; returns the decoded JSON or raises.
+        parse: Callable[[Any], T],
+    ) -> T:
+        """One GET bounded as a whole by ``deadline_s``; returns ``parse(decoded JSON)``
+        or raises. Parsing happens here so that a malformed body is the request's outcome.
 
         httpx's timeout applies per phase (connect, each read), so a body
         dripping in slower than the deadline but faster than the read timeout
@@ -240,37 +270,64 @@ class CalcomUpstream:
         headers = {"cal-api-version": api_version}
         if self._api_key is not None:
             headers["authorization"] = f"Bearer {self._api_key.reveal()}"
+        span = (
+            contextlib.nullcontext()
+            if self._tracer is None
+            else tracing.client_span(
+                self._tracer,
+                f"Cal.com GET {endpoint}",
+                {
+                    "http.request.method": "GET",
+                    "url.path": path,
+                    "availability.event_type_id": event_type_id,
+                },
+            )
+        )
+        outcome = "cancelled"  # until the request ends any other way
+        status: int | None = None
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(budget):
-                async with self._client.stream(
-                    "GET",
-                    f"{self._base_url}{path}",
-                    params=tuple(params),
-                    headers=headers,
-                    timeout=httpx.Timeout(budget),
-                ) as response:
-                    status = response.status_code
-                    response_headers = response.headers
-                    raw = await self._read_body(response)
-        except (TimeoutError, httpx.TimeoutException):
-            message = f"Cal.com did not answer within {budget:g} s"
-            self._log(path, "timeout", started)
-            raise UpstreamUnavailable(message) from None
-        except _Malformed as exc:
-            self._log(path, "oversized body", started)
-            raise UpstreamUnavailable(f"Cal.com sent a malformed response: {exc}") from None
-        except httpx.HTTPError as exc:
-            # str(exc) can carry the URL; the type name is enough to diagnose.
-            self._log(path, type(exc).__name__, started)
-            raise UpstreamUnavailable(f"could not reach Cal.com ({type(exc).__name__})") from None
-        self._log(path, status, started)
-        if 200 <= status < 300:
+        with span as current:
             try:
-                return _decode_json(raw)
-            except _Malformed as exc:
-                raise UpstreamUnavailable(f"Cal.com sent a malformed response: {exc}") from None
-        raise self._status_error(status, response_headers, raw, what, event_type_id)
+                try:
+                    async with asyncio.timeout(budget):
+                        async with self._client.stream(
+                            "GET",
+                            f"{self._base_url}{path}",
+                            params=tuple(params),
+                            headers=headers,
+                            timeout=httpx.Timeout(budget),
+                        ) as response:
+                            status = response.status_code
+                            response_headers = response.headers
+                            raw = await self._read_body(response)
+                except (TimeoutError, httpx.TimeoutException):
+                    outcome = "timeout"
+                    raise UpstreamUnavailable(
+                        f"Cal.com did not answer within {budget:g} s"
+                    ) from None
+                except _Malformed as exc:
+                    outcome = "malformed"
+                    raise UpstreamUnavailable(f"Cal.com sent a malformed response: {exc}") from None
+                except httpx.HTTPError as exc:
+                    # str(exc) can carry the URL; the type name is enough to diagnose.
+                    outcome = "connection"
+                    raise UpstreamUnavailable(
+                        f"could not reach Cal.com ({type(exc).__name__})"
+                    ) from None
+                if 200 <= status < 300:
+                    try:
+                        result = parse(_decode_json(raw))
+                    except _Malformed as exc:
+                        outcome = "malformed"
+                        raise UpstreamUnavailable(
+                            f"Cal.com sent a malformed {endpoint.replace('_', ' ')} response: {exc}"
+                        ) from None
+                    outcome = "ok"
+                    return result
+                outcome = _status_outcome(status)
+                raise self._status_error(status, response_headers, raw, what, event_type_id)
+            finally:
+                self._finished(endpoint, path, outcome, status, started, event_type_id, current)
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         """Read at most ``max_body_bytes``: a runaway body must not exhaust memory."""
@@ -330,10 +387,51 @@ class CalcomUpstream:
             text = text.replace(self._api_key.reveal(), "[redacted]")
         return text
 
-    @staticmethod
-    def _log(path: str, outcome: int | str, started: float) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        logger.debug("Cal.com GET %s -> %s in %.1f ms", path, outcome, elapsed_ms)
+    def _finished(
+        self,
+        endpoint: str,
+        path: str,
+        outcome: str,
+        status: int | None,
+        started: float,
+        event_type_id: int,
+        span: Any,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        if self._on_request is not None:
+            self._on_request(endpoint, outcome, seconds)
+        if span is not None:
+            span.set_attribute("availability.outcome", outcome)
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if outcome != "ok":
+                tracing.failed(span, outcome)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Cal.com GET %s -> %s in %.1f ms",
+                path,
+                outcome if status is None else status,
+                seconds * 1000,
+                extra=log_fields(
+                    endpoint=endpoint,
+                    outcome=outcome,
+                    http_status=status,
+                    duration_ms=round(seconds * 1000, 1),
+                    event_type_id=event_type_id,
+                ),
+            )
+
+
+def _status_outcome(status: int) -> str:
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "rejected"
+    if 500 <= status < 600:
+        return "server_error"
+    return "malformed"  # 1xx/3xx: a redirect we do not follow, or nonsense
 
 
 # -- parsing (pure functions, raise _Malformed) ----------------------------------

@@ -45,6 +45,9 @@ class LocalBudget:
         self._expire(self._clock())
         return len(self._taken)
 
+    async def in_window(self) -> int:
+        return self.used
+
     async def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 

@@ -111,6 +111,19 @@ class RedisBudget:
         self._fallback.limit = max(1, self.limit // self._replicas)
         return await self._fallback.acquire(priority)
 
+    async def in_window(self) -> int:
+        """The cluster's calls in the window; this replica's own while Redis is away."""
+        if self._redis_down():
+            return self._fallback.used
+        now_ms = int(self._clock() * 1000)
+        try:
+            taken = await self._client.zcount(
+                self._window_key, now_ms - int(self._window * 1000), "+inf"
+            )
+        except REDIS_ERRORS:
+            return self._fallback.used
+        return int(taken)
+
     async def pause(self, seconds: float) -> None:
         await self._fallback.pause(seconds)
         with contextlib.suppress(*REDIS_ERRORS):

@@ -57,6 +57,7 @@ class _Lru(OrderedDict[K, V]):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
+        self.evictions = 0
 
     def get_recent(self, key: K) -> V | None:
         value = self.get(key)
@@ -69,6 +70,7 @@ class _Lru(OrderedDict[K, V]):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+            self.evictions += 1
 
 
 class TieredStore:
@@ -119,6 +121,16 @@ class TieredStore:
     def degraded(self) -> bool:
         """True while Redis is unreachable and this replica runs on its local tier."""
         return self._down_since is not None
+
+    @property
+    def local_buckets(self) -> int:
+        """Buckets held in the local tier now."""
+        return len(self._buckets)
+
+    @property
+    def local_evictions(self) -> int:
+        """Buckets pushed out of the local tier by its bound, since start."""
+        return self._buckets.evictions
 
     async def read(
         self,
@@ -213,6 +225,9 @@ class TieredStore:
         if isinstance(fresher, _Down):
             return
         for i, bucket in zip(indexes, fresher, strict=True):
+            local = buckets[i]
+            if local is not None and bucket is not None and _same(local, bucket):
+                continue  # Redis holds the same (expired) bucket: keep ours and its memo
             if bucket is not None:
                 buckets[i] = bucket
                 self._buckets.put(keys[i], bucket)
@@ -319,6 +334,13 @@ class TieredStore:
         )
         self._down_since = None
         return True
+
+
+def _same(a: Bucket, b: Bucket) -> bool:
+    """Whether two copies are of one fetch. Keeping the local object keeps its memo: the
+    encoded slots, and the answers served from it (the suspect hits, should a refresh
+    find it changed)."""
+    return a.fetched_at == b.fetched_at and a.stamp == b.stamp
 
 
 class _Down:

@@ -23,7 +23,9 @@ was built on closes (``trusted_for``, see
 out before it returns.
 
 Memory: an entry holds its key (the request, ~40-60 bytes), the encoded
-days (about 30 bytes a slot plus 15 a day) and a small record; bounded by
+days (about 17 bytes a slot plus 15 a day), a small record and references to
+the buckets it was read from (which it keeps alive should the store drop
+them: at most ``max_entries`` times the range's days); bounded by
 ``max_entries`` (LRU).
 """
 
@@ -31,8 +33,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from availability.core.buckets import Bucket
 from availability.core.cache import SlotsAnswer, Source
 from availability.core.clock import Clock
 from availability.transport.grpc.wire import encode_freshness
@@ -41,19 +45,31 @@ __all__ = ["HitMemo"]
 
 
 class _Entry:
-    __slots__ = ("days", "fetched_at", "generation", "trusted_until", "valid_until")
+    __slots__ = (
+        "buckets",
+        "days",
+        "fetched_at",
+        "generation",
+        "note",
+        "trusted_until",
+        "valid_until",
+    )
 
     def __init__(
         self,
-        days: bytes,
+        answer: SlotsAnswer,
         fetched_at: float,
-        valid_until: float,
+        days: bytes,
         generation: int,
         trusted_until: float,
+        note: Mapping[str, Any],
     ) -> None:
-        self.days = days
+        # The buckets (for counting a reuse as hits on them), not the whole answer.
+        self.buckets = answer.buckets
         self.fetched_at = fetched_at
-        self.valid_until = valid_until
+        self.valid_until = answer.valid_until
+        self.days = days
+        self.note = note
         self.generation = generation
         self.trusted_until = trusted_until
 
@@ -75,8 +91,11 @@ class HitMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def answer(self, request: bytes, generation: int) -> bytes | None:
-        """The whole serialized response for ``request``, or None: take the normal path."""
+    def answer(
+        self, request: bytes, generation: int
+    ) -> tuple[bytes, tuple[Bucket, ...], Mapping[str, Any], float] | None:
+        """The whole serialized response for ``request``, the buckets it was read from,
+        the note kept with it and its age now; or None: take the normal path."""
         entry = self._entries.get(request)
         if entry is None:
             return None
@@ -90,17 +109,24 @@ class HitMemo:
             return None
         self._entries.move_to_end(request)
         self.hits += 1
-        return entry.days + encode_freshness(
-            Source.CACHE, entry.fetched_at, max(0.0, now - entry.fetched_at)
-        )
+        age = max(0.0, now - entry.fetched_at)
+        response = entry.days + encode_freshness(Source.CACHE, entry.fetched_at, age)
+        return response, entry.buckets, entry.note, age
 
     def keep(
-        self, request: bytes, answer: SlotsAnswer, days: bytes, generation: int, began: float
+        self,
+        request: bytes,
+        answer: SlotsAnswer,
+        days: bytes,
+        generation: int,
+        began: float,
+        note: Mapping[str, Any],
     ) -> None:
         """Remember ``days`` (the encoding of ``answer``) if the answer may be reused.
 
         ``generation`` and ``began`` (:attr:`monotonic`): read before the read that gave
         ``answer`` began, so the entry ends no later than the core's promises do.
+        ``note``: what the RPC's log line says about the request (given back on hits).
         """
         freshness = answer.freshness
         if freshness.source is not Source.CACHE or freshness.fetched_at is None:
@@ -108,11 +134,7 @@ class HitMemo:
         if self._clock() >= answer.valid_until or answer.trusted_for <= 0:
             return
         self._entries[request] = _Entry(
-            days,
-            freshness.fetched_at,
-            answer.valid_until,
-            generation,
-            began + answer.trusted_for,
+            answer, freshness.fetched_at, days, generation, began + answer.trusted_for, note
         )
         self._entries.move_to_end(request)
         if len(self._entries) > self._max_entries:

@@ -1,12 +1,15 @@
 """The gRPC servicer: wire requests in, core calls, wire responses out.
 
 Every failure leaves as a gRPC status with a message a caller can act on:
-never a stack trace, never a secret.
+never a stack trace, never a secret. What a call asked for and got (event
+type, days, source, age; an invalidation's reason and reach) goes into its
+one log line through :func:`~availability.transport.grpc.observing.annotate`;
+the interceptor writes it.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeVar
 
@@ -16,7 +19,10 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from availability.adapters.observability.logs import caller_text
+from availability.adapters.observability.metrics import ServiceMetrics
 from availability.core.cache import SlotCache
+from availability.core.local_days import DAY
 from availability.core.ports import (
     BudgetExhausted,
     EventTypeNotFound,
@@ -26,8 +32,8 @@ from availability.core.ports import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from availability.transport.caller_text import quote_caller_text
 from availability.transport.grpc.hit_memo import HitMemo
+from availability.transport.grpc.observing import annotate, traced
 from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_days, encode_freshness
@@ -35,12 +41,8 @@ from availability.v1 import availability_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "AvailabilityService", "ClosedMethods", "rpc_handlers"]
 
-logger = logging.getLogger(__name__)
-
 M = TypeVar("M", bound=Message)
 
-_MAX_REASON_CHARS = 200
-"""How much of ``InvalidateSlots.reason`` the log keeps ("booking_created" needs 15)."""
 
 # First match wins: BudgetExhausted and Overloaded are kinds of UpstreamUnavailable.
 _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
@@ -65,6 +67,7 @@ class AvailabilityService:
         max_range_days: int,
         memo: HitMemo | None = None,
         tokens: ApiTokens | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         """``memo``: the fast lane for repeated reads (None: every read takes the normal
         path). ``tokens``: who may call what (None: anyone may)."""
@@ -72,6 +75,7 @@ class AvailabilityService:
         self._max_range_days = max_range_days
         self._memo = memo
         self._tokens = tokens if tokens is not None and len(tokens) else None
+        self._metrics = metrics
 
     async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
@@ -81,8 +85,13 @@ class AvailabilityService:
         if memo is not None:
             hit = memo.answer(raw, self._cache.generation)
             if hit is not None:
-                return hit
+                response, buckets, note, age = hit
+                # The same fields as the normal path's line, from what the entry kept.
+                annotate(**note, source="cache", age=round(age, 3), fast_lane=True)
+                self._cache.reused(buckets, age)
+                return response
         request = await _parse(pb.GetSlotsRequest, raw, context)
+        annotate(event_type_id=request.event_type_id)
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
@@ -91,13 +100,20 @@ class AvailabilityService:
         generation = self._cache.generation
         began = memo.monotonic() if memo is not None else 0.0
         try:
-            answer = await self._cache.get_slots(query, timeout=self._timeout(context))
+            with traced("SlotCache.get_slots"):
+                answer = await self._cache.get_slots(query, timeout=self._timeout(context))
         except UpstreamError as exc:
             await _abort_upstream(context, exc, request.event_type_id)
+        freshness = answer.freshness
+        note = {
+            "event_type_id": request.event_type_id,
+            "days": math.ceil((query.end - query.start) / DAY),
+            "fresh": query.fresh,
+        }
+        annotate(**note, source=freshness.source.value, age=round(freshness.age, 3))
         days = encode_days(answer)
         if memo is not None and not query.fresh:
-            memo.keep(raw, answer, days, generation, began)
-        freshness = answer.freshness
+            memo.keep(raw, answer, days, generation, began, note)
         return days + encode_freshness(freshness.source, freshness.fetched_at, freshness.age)
 
     async def InvalidateSlots(
@@ -106,6 +122,10 @@ class AvailabilityService:
         if self._tokens is not None:
             await _authorize(self._tokens, context, _INVALIDATE_SLOTS)
         request = await _parse(pb.InvalidateSlotsRequest, raw, context)
+        annotate(
+            event_type_id=request.event_type_id or None,
+            reason=caller_text(request.reason) if request.reason else None,
+        )
         try:
             scope = invalidation_scope(request)
         except FieldViolation as violation:
@@ -114,18 +134,17 @@ class AvailabilityService:
             done = await self._cache.invalidate(scope, timeout=self._timeout(context))
         except UpstreamError as exc:
             # Whatever could be invalidated was; the caller retries (it is idempotent).
-            logger.warning("InvalidateSlots incomplete: %s", exc)
+            self._count_invalidation()
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"could not learn the event type's hosts from Cal.com ({exc}); retry",
             )
-        logger.info(
-            "invalidated %s on %s (reason: %s)",
-            "everything"
-            if done.everything
-            else f"event types {list(done.event_type_ids)} / hosts {list(done.host_ids)}",
-            "all dates" if done.all_dates else f"{len(done.dates)} day(s)",
-            quote_caller_text(request.reason, limit=_MAX_REASON_CHARS) if request.reason else "-",
+        self._count_invalidation()
+        annotate(
+            days="all" if done.all_dates else len(done.dates),
+            everything=done.everything,
+            event_types=list(done.event_type_ids),
+            hosts=list(done.host_ids),
         )
         return pb.InvalidateSlotsResponse(
             dates=[day.isoformat() for day in done.dates],
@@ -134,6 +153,10 @@ class AvailabilityService:
             host_ids=list(done.host_ids),
             everything=done.everything,
         )
+
+    def _count_invalidation(self) -> None:
+        if self._metrics is not None:
+            self._metrics.invalidated("rpc")
 
     @staticmethod
     def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -244,6 +267,5 @@ async def _abort_upstream(
         message = f"event_type_id: Cal.com has no event type {event_type_id}"
     else:
         message = f"Cal.com: {exc}"
-    # Expected upstream trouble: one line, no traceback.
-    logger.warning("GetSlots event type %d -> %s: %s", event_type_id, code.name, exc)
+    # Expected upstream trouble: the call's one log line says it (no traceback).
     await context.abort(code, message)

@@ -64,6 +64,9 @@ async def serve_asgi(
     config = uvicorn.Config(
         app,
         log_level="warning",
+        # No logging config of uvicorn's own: its records go to the process's handlers,
+        # in the process's format (one JSON object per line, when asked).
+        log_config=None,
         access_log=False,
         lifespan="off",
         # Keep-alive connections would hold shutdown for their full timeout.

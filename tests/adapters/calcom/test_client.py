@@ -717,3 +717,59 @@ async def test_event_type_tolerates_missing_fields(
     info = await cal.fetch_event_type(EVENT)
 
     assert info == EventTypeInfo(EVENT, frozenset())
+
+
+# -- every request reported once ------------------------------------------------------
+
+
+async def test_every_request_is_reported_once_with_its_outcome(
+    upstream: ScriptedUpstream, refused_url: str
+) -> None:
+    seen: list[tuple[str, str, float]] = []
+
+    def on_request(endpoint: str, outcome: str, seconds: float) -> None:
+        seen.append((endpoint, outcome, seconds))
+
+    upstream.enqueue(
+        ScriptedResponse(200, json=success({})),
+        ScriptedResponse(400, json=error_body("bad")),
+        ScriptedResponse(403),
+        ScriptedResponse(404),
+        ScriptedResponse(429),
+        ScriptedResponse(503),
+        ScriptedResponse(200, body="not json"),
+        ScriptedResponse(200, json=success({"2050-09-05": "not a list"})),
+        ScriptedResponse(302, headers={"location": "https://elsewhere.example"}),
+        ScriptedResponse(200, json=success({}), delay=5.0),
+        ScriptedResponse(200, json=success({"id": EVENT, "ownerId": 7})),
+    )
+    async with CalcomUpstream(upstream.url, api_key=KEY, on_request=on_request) as cal:
+        await cal.fetch_slots(EVENT, D1, D2)
+        for _ in range(8):
+            with pytest.raises(UpstreamError):
+                await cal.fetch_slots(EVENT, D1, D2)
+        with pytest.raises(UpstreamUnavailable):
+            await cal.fetch_slots(EVENT, D1, D2, timeout=0.1)
+        await cal.fetch_event_type(EVENT)
+        with pytest.raises(UpstreamError):
+            await cal.fetch_slots(EVENT, D1, D2, timeout=0)  # never sent: not reported
+    async with CalcomUpstream(refused_url, on_request=on_request) as unreachable:
+        with pytest.raises(UpstreamUnavailable):
+            await unreachable.fetch_event_type(EVENT)
+
+    assert [(endpoint, outcome) for endpoint, outcome, _ in seen] == [
+        ("slots", "ok"),
+        ("slots", "rejected"),
+        ("slots", "rejected"),
+        ("slots", "not_found"),
+        ("slots", "rate_limited"),
+        ("slots", "server_error"),
+        ("slots", "malformed"),
+        ("slots", "malformed"),
+        ("slots", "malformed"),
+        ("slots", "timeout"),
+        ("event_type", "ok"),
+        ("event_type", "connection"),
+    ]
+    assert len(seen) == len(upstream.requests) + 1  # the refused connection reached nobody
+    assert all(seconds >= 0 for _, _, seconds in seen)

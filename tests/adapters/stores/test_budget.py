@@ -28,7 +28,9 @@ async def test_local_window_slides() -> None:
     assert await take(budget, 6, Priority.INTERACTIVE) == 6
     clock.advance(31)
     assert await take(budget, 6, Priority.INTERACTIVE) == 4
+    assert await budget.in_window() == 10
     clock.advance(BUDGET_WINDOW - 31)  # the first six left the window, the last four did not
+    assert await budget.in_window() == 4
     assert await take(budget, 10, Priority.INTERACTIVE) == 6
 
 
@@ -76,8 +78,10 @@ async def test_replicas_share_one_window_in_redis(client: aioredis.Redis) -> Non
     try:
         taken = [await take(b, 10, Priority.INTERACTIVE) for b in budgets]
         assert sum(taken) == 12
+        assert [await b.in_window() for b in budgets] == [12, 12, 12]  # cluster-wide
         clock.advance(BUDGET_WINDOW)
         assert await take(budgets[2], 5, Priority.INTERACTIVE) == 5
+        assert await budgets[0].in_window() == 5
         await budgets[0].pause(30)  # Cal.com said 429 to replica 0: everyone stops
         assert await take(budgets[1], 1, Priority.INTERACTIVE) == 0
     finally:
@@ -104,3 +108,4 @@ async def test_replica_known_cut_off_uses_its_share_without_asking_redis(
     budget._replicas = 4
     assert await take(budget, 10, Priority.INTERACTIVE) == 3
     assert await client.zcard("av1:budget") == 0  # nothing was taken from the shared window
+    assert await budget.in_window() == 3  # what it can tell while cut off: its own share

@@ -17,7 +17,9 @@ from availability.adapters.stores.redis_store import RedisStore
 from availability.adapters.stores.tiered import TieredStore
 from availability.core.cache import InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
+from availability.core.observe import NO_OBSERVER, CacheObserver
 from tests.core.test_cache import ET, at, flat
+from tests.core.test_observe import Tally
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.redis_db import flushed_url
 from tests.helpers.replicas import RedisServer
@@ -43,13 +45,15 @@ class Cluster:
         self.stores: list[TieredStore] = []
         self.stack = AsyncExitStack()
 
-    def replica(self, max_local_buckets: int = 100) -> SlotCache:
+    def replica(
+        self, max_local_buckets: int = 100, observer: CacheObserver = NO_OBSERVER
+    ) -> SlotCache:
         store = TieredStore(
             RedisStore.from_url(self.url), clock=self.clock, max_local_buckets=max_local_buckets
         )
         self.stores.append(store)
         self.stack.push_async_callback(store.close)
-        return SlotCache(self.upstream, store, clock=self.clock, lease_ttl=2.0)
+        return SlotCache(self.upstream, store, clock=self.clock, lease_ttl=2.0, observer=observer)
 
 
 @pytest.fixture
@@ -170,3 +174,26 @@ async def test_invalidation_taken_while_cut_off_is_replayed_to_the_cluster(
         clock.advance(2)
         await a.get_slots(DAY)  # A reconnects and replays its invalidation first
         assert BOOKED not in flat(await b.get_slots(DAY))
+
+
+async def test_the_local_tier_reports_its_size_and_evictions(cluster: Cluster) -> None:
+    a = cluster.replica(max_local_buckets=2)
+    await a.get_slots(SlotsQuery(ET, at("2026-11-24T00:00"), at("2026-11-27T00:00")))
+    assert (cluster.stores[0].local_buckets, cluster.stores[0].local_evictions) == (2, 1)
+
+
+async def test_an_unreported_booking_is_measured_through_redis(
+    cluster: Cluster, clock: ManualClock
+) -> None:
+    """The local copy of an expired bucket is the one that counted its answers: a
+    refresh over Redis still knows how many answers may have offered the taken slot."""
+    tally = Tally()
+    a = cluster.replica(observer=tally)
+    await a.get_slots(DAY)
+    for _ in range(3):
+        await a.get_slots(DAY)
+    cluster.upstream.remove(ET, BOOKED)  # nobody reports it
+    clock.advance(60)
+    await a.get_slots(DAY)
+    assert tally.refreshes == {True: 1}
+    assert tally.suspect_hits == 3

@@ -196,7 +196,7 @@ async def test_on_redis_an_entry_lasts_only_its_versions_trust_window(
             began = monotonic()
             answer = await cache.get_slots(query)
             assert answer.freshness.source is Source.CACHE
-            memo.keep(raw, answer, b"days", cache.generation, began)
+            memo.keep(raw, answer, b"days", cache.generation, began, {})
             assert (memo.answer(raw, cache.generation) is not None) is kept
             if kept:
                 monotonic.advance(0.049)

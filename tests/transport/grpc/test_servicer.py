@@ -1,4 +1,4 @@
-"""What the servicer writes to the log about a call."""
+"""What the log says about a call: a caller's ``reason`` stays inside its own, bounded line."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import logging
 
 import pytest
 
+from availability.adapters.observability.logs import TextFormatter
 from availability.server import RunningService
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
 
-SERVICER_LOG = "availability.transport.grpc.servicer"
+RPC_LOG = "availability.rpc"
+
+
+def invalidation_line(caplog: pytest.LogCaptureFixture) -> str:
+    [record] = [
+        r for r in caplog.records if r.name == RPC_LOG and "InvalidateSlots" in r.getMessage()
+    ]
+    return TextFormatter().format(record)
 
 
 async def test_a_reason_with_a_newline_cannot_forge_a_log_line(
@@ -18,12 +26,11 @@ async def test_a_reason_with_a_newline_cannot_forge_a_log_line(
     service: RunningService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger=SERVICER_LOG)
+    caplog.set_level(logging.INFO, logger=RPC_LOG)
     await stub.InvalidateSlots(pb.InvalidateSlotsRequest(event_type_id=1001, reason="x\nFAKE LINE"))
-    [record] = [r for r in caplog.records if r.name == SERVICER_LOG]
-    message = record.getMessage()
-    assert "\n" not in message
-    assert "(reason: 'x\\nFAKE LINE')" in message
+    line = invalidation_line(caplog)
+    assert "\n" not in line
+    assert 'reason="x\\nFAKE LINE"' in line
 
 
 async def test_a_long_reason_is_cut_in_the_log(
@@ -31,8 +38,8 @@ async def test_a_long_reason_is_cut_in_the_log(
     service: RunningService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger=SERVICER_LOG)
+    caplog.set_level(logging.INFO, logger=RPC_LOG)
     await stub.InvalidateSlots(pb.InvalidateSlotsRequest(event_type_id=1001, reason="r" * 50_000))
-    [record] = [r for r in caplog.records if r.name == SERVICER_LOG]
-    assert len(record.getMessage()) < 400
-    assert "(50000 characters)" in record.getMessage()
+    line = invalidation_line(caplog)
+    assert len(line) < 600
+    assert "chars)" in line

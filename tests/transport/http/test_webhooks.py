@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from availability.adapters.calcom.webhooks import BadDelivery, parse_delivery, signature
+from availability.adapters.observability.logs import TextFormatter
 from availability.config import Settings
 from availability.core.cache import InvalidationScope
 from availability.core.clock import ManualClock
@@ -382,9 +383,9 @@ async def test_caller_text_in_a_delivery_cannot_forge_a_log_line(
     applied = await post(http, json.dumps(document).encode())
     assert applied.json()["result"] == "invalidated"
 
-    messages = [r.getMessage() for r in caplog.records if r.name == WEBHOOK_LOG]
-    assert len(messages) == 2
-    assert all("\n" not in m and "\r" not in m for m in messages)
-    assert "'PING\\nFAKE LINE" in messages[0]
-    assert len(messages[0]) < 200  # the trigger is cut
-    assert "(booking 'uid\\r\\nFAKE LINE')" in messages[1]
+    lines = [TextFormatter().format(r) for r in caplog.records if r.name == WEBHOOK_LOG]
+    assert len(lines) == 2
+    assert all("\n" not in line and "\r" not in line for line in lines)
+    assert '"PING\\nFAKE LINE' in lines[0]
+    assert len(lines[0]) < 600  # the trigger is cut
+    assert '"uid\\r\\nFAKE LINE"' in lines[1]

@@ -1,0 +1,1 @@
+"""Watching the service: Prometheus metrics, structured logs, optional OpenTelemetry tracing."""
