@@ -23,9 +23,12 @@ Redis outage: reads go on from the local tier, judged against the last
 versions seen (and locally seeded ones for keys never seen); invalidations
 bump those local versions, so this replica never serves what it was told is
 gone, and are replayed to Redis when it answers again, which makes the
-cluster coherent again. While down, Redis is retried at most every
-``retry_after`` seconds so that a dead Redis does not add its timeout to
-every call.
+cluster coherent again. Such a replayed bump was never waited out (its
+invalidation returned while Redis was unreachable, when only this replica
+could honour it anyway): a replica that confirmed its versions just before
+the replay may serve what it invalidated for at most ``trust`` more. While
+down, Redis is retried at most every ``retry_after`` seconds so that a dead
+Redis does not add its timeout to every call.
 """
 
 from __future__ import annotations
