@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     """Prefix of every Redis key, so services can share a Redis."""
     local_cache_buckets: Annotated[int, Field(ge=0)] = 10_000
     """Bound (LRU, in buckets) of the in-process tier in front of Redis; 0 disables it."""
+    local_trust: Annotated[float, Field(ge=0, le=5)] = 0.05
+    """Seconds a replica serves its local copies without asking Redis after the read that
+    confirmed their versions was sent; invalidations return this much after Redis took them.
+    0: every read asks Redis."""
+    hit_memo_entries: Annotated[int, Field(ge=0)] = 10_000
+    """Bound (LRU) of the fast lane: repeated GetSlots requests answered from their encoded
+    response without a cache read (with Redis, within ``local_trust``); 0 disables it."""
+    memory_cache_entries: Annotated[int, Field(ge=1)] = 1_000_000
+    """Bound of the ``memory://`` store, in entries (a cached day is about three: its bucket
+    and its versions); past it the oldest writes are dropped (they are fetched again)."""
     calcom_rate_limit: Annotated[int, Field(ge=1)] = 120
     """Cal.com calls per minute for the whole cluster (Cal.com allows 120 per API key)."""
 

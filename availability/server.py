@@ -19,13 +19,13 @@ import logging
 import random
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from availability.adapters.calcom.client import CalcomUpstream
 from availability.adapters.observability.metrics import ServiceMetrics
@@ -43,11 +43,16 @@ from availability.resilience.budget import BudgetedUpstream
 from availability.resilience.retries import RetryBudget, RetryingUpstream
 from availability.sandbox import serve_sandbox
 from availability.transport.grpc.health import HEALTH_SERVICE_NAME, HealthServicer
-from availability.transport.grpc.interceptors import AuthInterceptor, MalformedRequestInterceptor
+from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.observing import ObservingInterceptor
-from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
+from availability.transport.grpc.servicer import (
+    SERVICE_NAME,
+    AvailabilityService,
+    ClosedMethods,
+    rpc_handlers,
+)
 from availability.transport.grpc.tls import TlsFiles, server_credentials
-from availability.transport.grpc.tokens import load_api_tokens
+from availability.transport.grpc.tokens import ApiTokens, load_api_tokens
 from availability.transport.http.app import METRICS_PATH, WEBHOOK_PATH, http_app
 from availability.transport.http.serving import serve_asgi
 from availability.transport.http.webhooks import CalcomWebhooks
@@ -98,6 +103,8 @@ class RunningService:
     resilience: Resilience
     """The Cal.com call stack's state (breaker, retries), for metrics and benchmarks."""
     metrics: ServiceMetrics
+    hit_memo: HitMemo | None = None
+    """The fast lane for repeated reads (None: off, or a shared cache)."""
 
     @property
     def target(self) -> str:
@@ -221,6 +228,8 @@ async def open_service(
                 rate_limit=settings.calcom_rate_limit,
                 keys=keys,
                 max_local_buckets=settings.local_cache_buckets,
+                max_memory_entries=settings.memory_cache_entries,
+                trust=settings.local_trust,
             )
         )
         resilience = resilient_upstream(upstream, backend, settings, keys, clock)
@@ -252,11 +261,14 @@ async def open_service(
         )
         stack.push_async_callback(cache.close)
 
+        tokens = _tokens(settings)
+        # Auth is checked by the servicer itself (and for unregistered methods by
+        # ClosedMethods), request bytes are parsed by it too (INVALID_ARGUMENT for bad ones).
         server = grpc.aio.server(
+            # The one interceptor: it must see every call (grpc.aio runs each interceptor
+            # on every call, so auth and request parsing live in the servicer).
             interceptors=[
-                # First: it must see every call, refusals by the others included.
-                ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,), tracer=tracer),
-                *_interceptors(settings),
+                ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,), tracer=tracer)
             ],
             options=[
                 *_GRPC_OPTIONS,
@@ -265,17 +277,26 @@ async def open_service(
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-        handlers = rpc_handlers(
-            AvailabilityService(cache, max_range_days=settings.max_range_days, metrics=metrics)
+        # With Redis, entries last only as long as their versions' trust window.
+        memo = (
+            HitMemo(settings.hit_memo_entries, clock=clock) if settings.hit_memo_entries else None
         )
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
+        service = AvailabilityService(
+            cache, max_range_days=settings.max_range_days, memo=memo, tokens=tokens, metrics=metrics
         )
-        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+        server.add_registered_method_handlers(SERVICE_NAME, rpc_handlers(service))
+        server.add_generic_rpc_handlers((ClosedMethods(tokens),))
+        # Health and reflection as generic handlers only: grpc.aio keeps a pending call per
+        # registered method and tends them on every RPC; probes and grpcurl can wait the
+        # few microseconds a generic look-up costs them.
+        generic_only = cast(grpc.aio.Server, _GenericOnly(server))
         health_servicer = HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, generic_only)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
+            reflection.aio.ReflectionServicer(
+                (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
+            ),
+            generic_only,
         )
         http = await stack.enter_async_context(
             _serve_http(settings, cache, health_servicer, metrics)
@@ -291,7 +312,7 @@ async def open_service(
             raise AddressUnavailable(f"cannot serve gRPC on {settings.grpc_addr}") from None
         await server.start()
         running = RunningService(
-            port, cache, server, health_servicer, calcom_url, http, resilience, metrics
+            port, cache, server, health_servicer, calcom_url, http, resilience, metrics, memo
         )
         try:
             for name in ("", SERVICE_NAME):
@@ -372,17 +393,32 @@ def _expose_state(metrics: ServiceMetrics, resilience: Resilience, backend: Cach
         )
 
 
-def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
-    """Authentication first: an unauthenticated call is refused before its bytes are parsed."""
+def _tokens(settings: Settings) -> ApiTokens:
     secret = settings.api_tokens
     tokens = load_api_tokens(
         None if secret is None else secret.get_secret_value(), settings.api_tokens_file
     )
     if not len(tokens):
         logger.warning("no API tokens configured: any caller may call InvalidateSlots")
-        return [MalformedRequestInterceptor()]
-    logger.info("%d API token(s) configured: calls need 'authorization: Bearer'", len(tokens))
-    return [AuthInterceptor(tokens), MalformedRequestInterceptor()]
+    else:
+        logger.info("%d API token(s) configured: calls need 'authorization: Bearer'", len(tokens))
+    return tokens
+
+
+class _GenericOnly:
+    """What the generated ``add_*_to_server`` functions see: generic handlers pass
+    through to the server, registered ones are dropped (see open_service)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        return None
 
 
 def _tls(settings: Settings) -> TlsFiles | None:

@@ -55,7 +55,6 @@ from availability.core.observe import NO_OBSERVER, CacheObserver
 from availability.core.ports import EventTypeInfo
 from availability.core.slots import Slot
 from availability.sandbox import SandboxCalendar, default_calendar
-from availability.transport.grpc.interceptors import MalformedRequestInterceptor
 from availability.transport.grpc.observing import ObservingInterceptor
 from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
 from availability.transport.grpc.wire import encode_slots_response
@@ -180,9 +179,9 @@ async def grpc_server(observed: bool) -> AsyncIterator[pb_grpc.AvailabilityServi
     """The service's gRPC stack on a loopback port, over a warm in-memory cache."""
     clock = ManualClock(NOW)
     metrics = ServiceMetrics(process_metrics=False) if observed else None
-    interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if metrics is not None:
-        interceptors.insert(0, ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,)))
+        interceptors.append(ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,)))
     slot_cache = cache(clock, NO_OBSERVER if metrics is None else metrics)
     server = grpc.aio.server(interceptors=interceptors)
     handlers = rpc_handlers(AvailabilityService(slot_cache, max_range_days=90, metrics=metrics))

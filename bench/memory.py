@@ -89,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
     tracemalloc.stop()
     print(
         f"{(after - before) / args.sample:,.0f} bytes per bucket of {args.slots} slots "
-        "(tracemalloc; bucket, encoded slots, store entry and TTL timer, its day versions)"
+        "(tracemalloc; bucket, encoded slots, store entry, its day versions)"
     )
     await cache.close()
     await store.close()

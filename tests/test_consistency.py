@@ -64,6 +64,7 @@ HOSTS = {1001: {1}, 1002: {1}, 1005: {1, 2}, 1004: {2}}
 TTL = TieredTtl()
 HORIZON_DAYS = 2  # reads stay within the near tier
 REDIS_DB = 9
+TRUST = 0.02
 
 
 @dataclass
@@ -117,13 +118,25 @@ class CacheModel(RuleBasedStateMachine):
         self.clock = ManualClock(NOW.timestamp())
         self.world.sandbox.sandbox.calendar = default_calendar(self.clock)
         self.stores: list[CacheStore] = []
+        self.monotonic = ManualClock(0.0)
         if self.redis_url is None:
             self.stores.append(MemoryStore())
         else:
             flushed_url(REDIS_DB)
             for _ in range(2):
                 shared = RedisStore.from_url(self.redis_url)
-                self.stores.append(TieredStore(shared, clock=self.clock))
+                # Bounded trust, on a virtual monotonic clock that only an invalidation's
+                # wait moves: reads between invalidations all fall within their windows,
+                # so a replica that failed to wait trust out would be caught serving.
+                self.stores.append(
+                    TieredStore(
+                        shared,
+                        clock=self.clock,
+                        trust=TRUST,
+                        monotonic=self.monotonic,
+                        sleep=self._virtual_sleep,
+                    )
+                )
         self.caches = [
             SlotCache(self.world.upstream, store, clock=self.clock, ttl=TTL)
             for store in self.stores
@@ -132,6 +145,9 @@ class CacheModel(RuleBasedStateMachine):
         self.unreported_until: dict[int, float] = {}
         # Reported bookings still active: (hosts, start, end).
         self.reported: dict[str, tuple[set[int], int, int]] = {}
+
+    async def _virtual_sleep(self, seconds: float) -> None:
+        self.monotonic.advance(seconds)
 
     def teardown(self) -> None:
         for store in getattr(self, "stores", []):

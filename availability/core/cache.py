@@ -93,6 +93,7 @@ import contextlib
 import enum
 import functools
 import logging
+import math
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,17 @@ class Freshness:
 class SlotsAnswer:
     days: list[LocalDay]
     freshness: Freshness
+    valid_until: float = -math.inf
+    """The same query would get these days back until this instant (clock seconds),
+    unless :attr:`SlotCache.generation` moves first (an invalidation) or
+    ``trusted_for`` runs out: what lets a transport reuse its encoding of a cache
+    answer without asking the core."""
+    buckets: tuple[Bucket, ...] = ()
+    """The day buckets the answer was read from (a reuse counts as hits on them)."""
+    trusted_for: float = 0.0
+    """Seconds (from before the read began, on a monotonic clock) for which no other
+    replica's invalidation can have returned without this answer's versions showing it
+    (``inf`` on one process's memory; see :meth:`CacheStore.trusted_for`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +304,11 @@ class SlotCache:
         self._pending_misses = 0
         self.shed = 0
         """Misses refused at once because too many were waiting for Cal.com (for metrics)."""
+        self.generation = 0
+        """Bumped by every invalidation once it is in the store, and by every fresh read
+        once it has stored what it fetched (it replaces buckets still valid). A transport
+        that keeps an answer keeps the generation read before asking for it, and drops the
+        answer when the generation has moved (see :attr:`SlotsAnswer.valid_until`)."""
         self._observer = observer
         # Counting answers per bucket (for suspect hits) is the one per-bucket cost of
         # observing: skipped when nobody listens.
@@ -328,7 +345,7 @@ class SlotCache:
             self._observer.answered(Source.NONE, 0.0)
             return SlotsAnswer([], Freshness(Source.NONE, None, 0.0))
         days = utc_days(lo, query.end)
-        used = await self._buckets_for(query, days, deadline)
+        used, trusted_for = await self._buckets_for(query, days, deadline)
         runs = []
         for entry in used:
             first = entry.bucket.index_at(lo)
@@ -339,7 +356,43 @@ class SlotCache:
         fetched_at = oldest.bucket.fetched_at
         freshness = Freshness(source, fetched_at, max(0.0, now - fetched_at))
         self._observer.answered(source, freshness.age)
-        return SlotsAnswer(group_by_local_date(runs, query.time_zone), freshness)
+        return SlotsAnswer(
+            group_by_local_date(runs, query.time_zone),
+            freshness,
+            self._valid_until(query, now, used, runs),
+            tuple(u.bucket for u in used),
+            trusted_for,
+        )
+
+    def _valid_until(
+        self, query: SlotsQuery, now: float, used: list[_Used], runs: list[SlotRun]
+    ) -> float:
+        """Until when this read, repeated, would give the same answer, barring invalidations.
+
+        The earliest of: any bucket it used expires (empty ones too); its first
+        slot starts (the started-slot filter would drop it); the next UTC
+        midnight (the days read change); the range ends; the event type's
+        host record expires (its hosts, hence its versions, may change).
+        """
+        until = min(
+            *(u.bucket.expires_at for u in used),
+            (now // DAY + 1) * DAY,
+            query.end,
+            self._directory.fresh_until(query.event_type_id),
+        )
+        first = next((r for r in runs if r.first < r.last), None)
+        if first is not None:
+            until = min(until, first.bucket.starts[first.first])
+        return until
+
+    def reused(self, buckets: tuple[Bucket, ...], age: float) -> None:
+        """A transport answered a repeat of a cache answer (read from ``buckets``) itself
+        (see ``valid_until``): counted as the hits and the answer it is."""
+        self._observer.lookups("hit", len(buckets))
+        if self._count_served:
+            for bucket in buckets:
+                bucket.served += 1
+        self._observer.answered(Source.CACHE, age)
 
     async def invalidate(
         self, scope: InvalidationScope, *, timeout: float | None = None
@@ -407,8 +460,13 @@ class SlotCache:
         return utc_days(lo, end)
 
     async def _bump(self, keys: Sequence[str]) -> None:
-        if keys:
-            await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+        try:
+            if keys:
+                await self._store.bump_versions(keys, self._seed(), self._version_ttl)
+        finally:
+            # After the store has the bump (or failed to take it): whatever a reader
+            # remembered from an answer begun before this moment is now void.
+            self.generation += 1
 
     async def close(self) -> None:
         """Cancel fetches nobody waits for any more (shutdown)."""
@@ -422,9 +480,11 @@ class SlotCache:
 
     async def _buckets_for(
         self, query: SlotsQuery, days: list[date], deadline: Deadline, *, again: bool = False
-    ) -> list[_Used]:
-        """``again``: this read follows a wait for a fetch begun without hosts; it
-        does not wait for another one (so a read waits for at most one)."""
+    ) -> tuple[list[_Used], float]:
+        """The buckets of ``days`` and how long their versions stay trusted (see
+        :meth:`CacheStore.trusted_for`). ``again``: this read follows a wait for a fetch
+        begun without hosts; it does not wait for another one (so a read waits for at
+        most one)."""
         et, duration = query.event_type_id, query.duration_minutes
         hosts = await self._directory.known_hosts(et, wait=deadline.remaining())
         if hosts is None:
@@ -443,12 +503,13 @@ class SlotCache:
             query, days, buckets, layout, versions, stamps, deadline
         ):
             return _waited(await self._buckets_for(query, days, deadline, again=True))
-        if not stamps:  # a version is missing: seed it, newer than any stamp
-            stamps = layout.stamps(
-                await current_versions(
-                    self._store, layout.keys, versions, self._seed, self._version_ttl
-                )
-            )
+        # Seeds what is missing (newer than any stamp); no store call when nothing is.
+        current = await current_versions(
+            self._store, layout.keys, versions, self._seed, self._version_ttl
+        )
+        # At once, with the very values read: a later look could see another read's.
+        trusted_for = self._store.trusted_for(layout.keys, current)
+        stamps = layout.stamps(current)
 
         used: list[_Used | None] = [None] * len(days)
         stale: dict[int, Bucket] = {}
@@ -462,8 +523,7 @@ class SlotCache:
                 elif now < bucket.expires_at:
                     used[i] = _Used(bucket, Source.CACHE)
                     if self._count_served:  # inline: this is the hit path, per bucket
-                        memo = bucket.memo
-                        memo[_SERVED] = memo.get(_SERVED, 0) + 1
+                        bucket.served += 1
                     continue
                 else:
                     previous = bucket
@@ -481,7 +541,7 @@ class SlotCache:
                 query, hosts, [need for _, need in needs], [i in stale for i, _ in needs], deadline
             )
             self._settle(query, used, needs, results, joined, stale)
-        return [u for u in used if u is not None]
+        return [u for u in used if u is not None], trusted_for
 
     async def _waited_for_blind_fetch(
         self,
@@ -556,8 +616,9 @@ class SlotCache:
 
     async def _read_hosts_unknown(
         self, query: SlotsQuery, days: list[date], deadline: Deadline, *, again: bool
-    ) -> list[_Used]:
-        """Fetch every day under the versions known without hosts (module docstring)."""
+    ) -> tuple[list[_Used], float]:
+        """Fetch every day under the versions known without hosts (module docstring). Its
+        answer is fetched for this read, so nothing of it is trusted for reuse (0 s)."""
         et, duration = query.event_type_id, query.duration_minutes
         layout = self._versions(et, (), days)
         _, versions = await self._store.read([], layout.keys)
@@ -576,7 +637,7 @@ class SlotCache:
         if not again and any(isinstance(r, _ReadAgain) for r in results):
             return _waited(await self._buckets_for(query, days, deadline, again=True))
         self._settle(query, used, list(enumerate(needs)), results, joined, {})
-        return [u for u in used if u is not None]
+        return [u for u in used if u is not None], 0.0
 
     def _settle(
         self,
@@ -907,6 +968,10 @@ class SlotCache:
             # The answer is still right; only the next reader pays a fetch again.
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
         self._compare_refreshed(run, entries, current)
+        if query.fresh:
+            # A fresh read replaces buckets that had not expired and were not invalidated:
+            # answers built from them must not be reused any more than after an invalidation.
+            self.generation += 1
         for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
             future.set_result(bucket)
 
@@ -1089,7 +1154,9 @@ class SlotCache:
             if need.previous is not None and id(bucket) in kept:
                 changed = _changed(need.previous, bucket)
                 # Taken, not read: a refetch of the same old bucket must not count them twice.
-                suspect = need.previous.memo.pop(_SERVED, 0) if changed else 0
+                suspect = need.previous.served if changed else 0
+                if changed:
+                    need.previous.served = 0
                 self._observer.refreshed(changed, suspect)
 
     async def _still_current(
@@ -1157,14 +1224,8 @@ def _outcome(flight: _Flight | UpstreamError) -> Bucket | UpstreamError:
     return UpstreamUnavailable(f"the fetch failed: {error}")
 
 
-_SERVED = "availability.core.cache.served"
-"""Memo key: how many answers this process served from the bucket (suspect hits if it
-turns out to have been wrong). Kept in the bucket, so it lives and dies with it."""
-
-
 def _served(bucket: Bucket) -> None:
-    memo = bucket.memo
-    memo[_SERVED] = memo.get(_SERVED, 0) + 1
+    bucket.served += 1
 
 
 def _changed(old: Bucket, new: Bucket) -> bool:
@@ -1174,13 +1235,14 @@ def _changed(old: Bucket, new: Bucket) -> bool:
     return old.slots[old.index_at(since) :] != new.slots[new.index_at(since) :]
 
 
-def _waited(used: list[_Used]) -> list[_Used]:
+def _waited(read: tuple[list[_Used], float]) -> tuple[list[_Used], float]:
     """A read again after waiting for another's fetch: it waited for Cal.com, as a
     reader joining that fetch would have (its hits count as fetched for it)."""
+    used, trusted_for = read
     for entry in used:
         if entry.source is Source.CACHE:
             entry.source = Source.UPSTREAM
-    return used
+    return used, trusted_for
 
 
 def _consume_exception(future: asyncio.Future[Bucket]) -> None:

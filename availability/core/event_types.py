@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,13 @@ class EventTypeDirectory:
             and self._failures.recall(_failure_key(event_type_id)) is None
         ):
             self._start_lookup(event_type_id, entry, ahead=True)
+
+    def fresh_until(self, event_type_id: int) -> float:
+        """Until when the hosts this process knows for the event type are fresh (-inf: not)."""
+        entry = self._local.get(event_type_id)
+        if entry is None or entry.unknown:
+            return -math.inf
+        return entry.fetched_at + self._ttl
 
     def _fresh(self, entry: _Entry, now: float, *, ahead: bool = False) -> bool:
         """Within its TTL at ``now``; with ``ahead``, also outside the renewal window."""

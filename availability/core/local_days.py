@@ -42,7 +42,7 @@ class SlotRun:
 
     @property
     def slots(self) -> tuple[Slot, ...]:
-        return self.bucket.slots[self.first : self.last]
+        return tuple(self.bucket.slot(i) for i in range(self.first, self.last))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ def group_by_local_date(runs: Iterable[SlotRun], zone: tzinfo) -> list[LocalDay]
     for run in runs:
         bucket, i, last = run.bucket, run.first, run.last
         while i < last:
-            start = bucket.slots[i].start
+            start = bucket.starts[i]
             if start >= boundary:
                 if current is not None:
                     days.append(LocalDay(current.isoformat(), tuple(parts)))

@@ -176,6 +176,13 @@ class CacheStore(Protocol):
 
     async def close(self) -> None: ...
 
+    def trusted_for(self, version_keys: Sequence[str], versions: Sequence[int]) -> float:
+        """Seconds from now for which ``versions`` (of ``version_keys``, as just read) are
+        sure to be current as far as any caller told after now can tell: ``inf`` where
+        every invalidation passes through this process (one process's memory), the rest of
+        the trust window where a shared store's versions were confirmed recently, else 0."""
+        ...
+
 
 # -- the Cal.com call budget -----------------------------------------------------------
 

@@ -325,7 +325,7 @@ async def test_lost_versions_make_buckets_invalid_not_valid(
     cache = SlotCache(upstream, store, clock=clock)
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
     # Forget every version but keep the buckets (a store that lost some keys).
-    raw = store._cache._cache  # the SimpleMemoryCache's dict
+    raw = store._entries  # the store's dict
     for key in [k for k in raw if ":v" in k]:
         del raw[key]
     clock.advance(1)
@@ -445,7 +445,7 @@ class DeletingCache(SlotCache):
         assert scope.end is not None
         days = utc_days(scope.start, scope.end)
         for day in days:
-            await self.store._cache.delete(KeySchema().bucket(ET, 0, day))
+            self.store._entries.pop(KeySchema().bucket(ET, 0, day), None)
         return Invalidation((ET,), (), tuple(days), all_dates=False)
 
 

@@ -1,6 +1,6 @@
 """Choose the cache store and the Cal.com budget from ``AVAILABILITY_CACHE_URL``.
 
-``memory://``: one process's memory (aiocache ``SimpleMemoryCache``) and a
+``memory://``: one process's memory (a bounded dict, lazy expiry) and a
 budget of its own. ``redis://`` / ``rediss://`` (TLS), with ``user:password@``
 for ACL users and ``/db``: buckets and versions in Redis, shared by every
 replica, a bounded local tier in front, cluster-wide fetch leases and one
@@ -42,15 +42,17 @@ async def open_cache_backend(
     rate_limit: int,
     keys: KeySchema,
     max_local_buckets: int = 10_000,
+    max_memory_entries: int = 1_000_000,
+    trust: float = 0.0,
 ) -> AsyncIterator[CacheBackend]:
     async with contextlib.AsyncExitStack() as stack:
         if urlsplit(cache_url).scheme == "memory":
-            store = MemoryStore()
+            store = MemoryStore(clock=clock, max_entries=max_memory_entries)
             stack.push_async_callback(store.close)
             yield CacheBackend(store, LocalBudget(rate_limit, clock=clock), None)
             return
         shared = RedisStore.from_url(cache_url)
-        tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets)
+        tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets, trust=trust)
         await tiered.start()
         stack.push_async_callback(tiered.close)
         budget = RedisBudget(

@@ -174,6 +174,10 @@ class RedisStore:
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
+    def trusted_for(self, version_keys: Sequence[str], versions: Sequence[int]) -> float:
+        # Another replica may bump any version at any moment: nothing is trusted.
+        return 0.0
+
     async def close(self) -> None:
         # Not self._cache.close(): aiocache 0.12 calls redis-py's deprecated close().
         await self._client.aclose()

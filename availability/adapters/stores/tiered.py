@@ -9,13 +9,26 @@ fetched before it, without a pub/sub bus whose messages can be lost. A local
 copy that fails the check (invalidated, or expired while another replica
 refreshed Redis) costs one more ``MGET`` for just those keys.
 
+Bounded trust (``trust`` seconds, 0: off): a read whose buckets are all
+local, with every version confirmed by a Redis read *sent* less than
+``trust`` ago, is answered from this process without asking Redis. An
+invalidation bumps the versions in Redis and returns only once ``trust`` has
+passed since Redis acknowledged the bump: every window opened by a read that
+Redis answered before the bump has closed by then, on every replica, whatever
+the network delay (windows are timed on the monotonic clock from when the
+read was sent, and monotonic clocks run at the same rate). So after
+``InvalidateSlots`` returns, no replica serves a bucket fetched before it.
+
 Redis outage: reads go on from the local tier, judged against the last
 versions seen (and locally seeded ones for keys never seen); invalidations
 bump those local versions, so this replica never serves what it was told is
 gone, and are replayed to Redis when it answers again, which makes the
-cluster coherent again. While down, Redis is retried at most every
-``retry_after`` seconds so that a dead Redis does not add its timeout to
-every call.
+cluster coherent again. Such a replayed bump was never waited out (its
+invalidation returned while Redis was unreachable, when only this replica
+could honour it anyway): a replica that confirmed its versions just before
+the replay may serve what it invalidated for at most ``trust`` more. While
+down, Redis is retried at most every ``retry_after`` seconds so that a dead
+Redis does not add its timeout to every call.
 """
 
 from __future__ import annotations
@@ -23,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -69,9 +84,21 @@ class TieredStore:
         clock: Clock,
         max_local_buckets: int = 10_000,
         retry_after: float = 1.0,
+        trust: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``monotonic`` times the trust windows and ``sleep`` waits them out (tests pass
+        a virtual pair; both must be the same time)."""
         self._shared = shared
         self._clock = clock
+        self._trust = trust
+        self._monotonic = monotonic
+        self._sleep = sleep
+        # Version key -> (value, when the Redis read that returned it was sent), monotonic.
+        self._confirmed: _Lru[str, tuple[int, float]] = _Lru(max_local_buckets * 4)
+        self.trusted_reads = 0
+        """Reads answered within trust, without a Redis round trip (for metrics, tests)."""
         self._buckets: _Lru[str, Bucket] = _Lru(max_local_buckets)
         # Versions and records last seen in Redis: what the local tier is judged by when it is down.
         self._versions: _Lru[str, int] = _Lru(max_local_buckets * 4)
@@ -114,6 +141,10 @@ class TieredStore:
         version_keys: Sequence[str],
         usable: Usable | None = None,
     ) -> tuple[list[Bucket | None], list[int | None]]:
+        if usable is not None and self._trust > 0:
+            trusted = self._trusted(bucket_keys, version_keys, usable)
+            if trusted is not None:
+                return trusted
         # With no check to judge them by, local copies must not shadow Redis: a
         # caller polling for another replica's fresh bucket would never see it.
         buckets: list[Bucket | None] = (
@@ -123,6 +154,7 @@ class TieredStore:
         )
         absent = [i for i, b in enumerate(buckets) if b is None]
         fetched = set(absent)
+        sent = self._monotonic()
         shared = await self._try(
             lambda: self._shared.read([bucket_keys[i] for i in absent], version_keys)
         )
@@ -132,6 +164,7 @@ class TieredStore:
         for key, value in zip(version_keys, versions, strict=True):
             if value is not None:
                 self._versions.put(key, value)
+                self._confirm(key, value, sent)
         for i, bucket in zip(absent, remote, strict=True):
             if bucket is not None:
                 buckets[i] = bucket
@@ -145,6 +178,48 @@ class TieredStore:
             if outdated:
                 await self._refresh_local(bucket_keys, outdated, buckets)
         return buckets, versions
+
+    def _trusted(
+        self, bucket_keys: Sequence[str], version_keys: Sequence[str], usable: Usable
+    ) -> tuple[list[Bucket | None], list[int | None]] | None:
+        """The read answered locally, if every version is within trust and every
+        bucket is local and usable against them; else None (ask Redis)."""
+        now = self._monotonic()
+        versions: list[int | None] = []
+        for key in version_keys:
+            confirmed = self._confirmed.get(key)
+            # sent + trust <= now, not sent <= now - trust: the same sum the wait in
+            # bump_versions makes, so a window closes exactly when the wait ends.
+            if confirmed is None or confirmed[1] + self._trust <= now:
+                return None
+            versions.append(confirmed[0])
+        buckets: list[Bucket | None] = []
+        for i, key in enumerate(bucket_keys):
+            bucket = self._buckets.get_recent(key)
+            if bucket is None or not usable(i, bucket, versions):
+                return None
+            buckets.append(bucket)
+        self.trusted_reads += 1
+        return buckets, versions
+
+    def trusted_for(self, version_keys: Sequence[str], versions: Sequence[int]) -> float:
+        """What is left of the trust windows of ``versions``: a confirmation counts only if
+        it confirmed these very values (a newer one with the same values extends them)."""
+        if self._trust <= 0:
+            return 0.0
+        oldest = math.inf
+        for key, value in zip(version_keys, versions, strict=True):
+            confirmed = self._confirmed.get(key)
+            if confirmed is None or confirmed[0] != value:
+                return 0.0
+            oldest = min(oldest, confirmed[1])
+        return max(0.0, oldest + self._trust - self._monotonic())
+
+    def _confirm(self, key: str, value: int, sent: float) -> None:
+        known = self._confirmed.get(key)
+        # An older read's answer may arrive last: keep the latest-sent confirmation.
+        if known is None or known[1] <= sent:
+            self._confirmed.put(key, (value, sent))
 
     async def _refresh_local(
         self, keys: Sequence[str], indexes: list[int], buckets: list[Bucket | None]
@@ -166,21 +241,30 @@ class TieredStore:
         await self._try(lambda: self._shared.write(entries))
 
     async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
+        sent = self._monotonic()
         values = await self._try(lambda: self._shared.seed_versions(keys, seed, ttl))
         if isinstance(values, _Down):
             values = [self._versions.get_recent(k) or seed for k in keys]
+        else:
+            for key, value in zip(keys, values, strict=True):
+                self._confirm(key, value, sent)
         for key, value in zip(keys, values, strict=True):
             self._versions.put(key, value)
         return values
 
     async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
+        """Bump in Redis, then wait out ``trust`` from its acknowledgement (see above)."""
         for key in keys:
             known = self._versions.get_recent(key)
             self._versions.put(key, seed if known is None else max(known + 1, seed))
+            # This replica knows the bump: its own reads must not trust the old value.
+            self._confirmed.pop(key, None)
         done = await self._try(lambda: self._shared.bump_versions(keys, seed, ttl))
         if isinstance(done, _Down):
             for key in keys:
                 self._unsent_bumps[key] = (seed, ttl)
+        elif self._trust > 0:
+            await self._sleep(self._trust)
 
     async def read_records(self, keys: Sequence[str]) -> list[Any]:
         values = await self._try(lambda: self._shared.read_records(keys))

@@ -1,1 +1,1 @@
-"""The gRPC face: servicer, wire encoding, validation, interceptors, tokens, TLS, health."""
+"""The gRPC face: servicer, wire encoding, validation, hit memo, tokens, TLS, health."""

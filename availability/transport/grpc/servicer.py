@@ -10,10 +10,12 @@ the interceptor writes it.
 from __future__ import annotations
 
 import math
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -30,14 +32,16 @@ from availability.core.ports import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.observing import annotate, traced
+from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
-from availability.transport.grpc.wire import encode_slots_response
+from availability.transport.grpc.wire import encode_days, encode_freshness
 from availability.v1 import availability_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "AvailabilityService", "rpc_handlers"]
+__all__ = ["SERVICE_NAME", "AvailabilityService", "ClosedMethods", "rpc_handlers"]
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
+M = TypeVar("M", bound=Message)
 
 
 # First match wins: BudgetExhausted and Overloaded are kinds of UpstreamUnavailable.
@@ -51,43 +55,73 @@ _UPSTREAM_CODES: dict[type[UpstreamError], grpc.StatusCode] = {
 }
 
 
+_GET_SLOTS = f"/{SERVICE_NAME}/GetSlots"
+_INVALIDATE_SLOTS = f"/{SERVICE_NAME}/InvalidateSlots"
+
+
 class AvailabilityService:
     def __init__(
-        self, cache: SlotCache, *, max_range_days: int, metrics: ServiceMetrics | None = None
+        self,
+        cache: SlotCache,
+        *,
+        max_range_days: int,
+        memo: HitMemo | None = None,
+        tokens: ApiTokens | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
+        """``memo``: the fast lane for repeated reads (None: every read takes the normal
+        path). ``tokens``: who may call what (None: anyone may)."""
         self._cache = cache
         self._max_range_days = max_range_days
+        self._memo = memo
+        self._tokens = tokens if tokens is not None and len(tokens) else None
         self._metrics = metrics
 
-    async def GetSlots(
-        self,
-        request: pb.GetSlotsRequest,
-        context: grpc.aio.ServicerContext[pb.GetSlotsRequest, pb.GetSlotsResponse],
-    ) -> bytes:
+    async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
+        if self._tokens is not None:
+            await _authorize(self._tokens, context, _GET_SLOTS)
+        memo = self._memo
+        if memo is not None:
+            hit = memo.answer(raw, self._cache.generation)
+            if hit is not None:
+                response, buckets, note, age = hit
+                # The same fields as the normal path's line, from what the entry kept.
+                annotate(**note, source="cache", age=round(age, 3), fast_lane=True)
+                self._cache.reused(buckets, age)
+                return response
+        request = await _parse(pb.GetSlotsRequest, raw, context)
         annotate(event_type_id=request.event_type_id)
         try:
             query = slots_query(request, max_range_days=self._max_range_days)
         except FieldViolation as violation:
             await _abort_invalid(context, violation)
+        # Read before the read: an invalidation landing meanwhile voids what is kept.
+        generation = self._cache.generation
+        began = memo.monotonic() if memo is not None else 0.0
         try:
             with traced("SlotCache.get_slots"):
                 answer = await self._cache.get_slots(query, timeout=self._timeout(context))
         except UpstreamError as exc:
             await _abort_upstream(context, exc, request.event_type_id)
         freshness = answer.freshness
-        annotate(
-            days=math.ceil((query.end - query.start) / DAY),
-            fresh=query.fresh,
-            source=freshness.source.value,
-            age=round(freshness.age, 3),
-        )
-        return encode_slots_response(answer)
+        note = {
+            "event_type_id": request.event_type_id,
+            "days": math.ceil((query.end - query.start) / DAY),
+            "fresh": query.fresh,
+        }
+        annotate(**note, source=freshness.source.value, age=round(freshness.age, 3))
+        days = encode_days(answer)
+        if memo is not None and not query.fresh:
+            memo.keep(raw, answer, days, generation, began, note)
+        return days + encode_freshness(freshness.source, freshness.fetched_at, freshness.age)
 
     async def InvalidateSlots(
-        self,
-        request: pb.InvalidateSlotsRequest,
-        context: grpc.aio.ServicerContext[pb.InvalidateSlotsRequest, pb.InvalidateSlotsResponse],
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, pb.InvalidateSlotsResponse]
     ) -> pb.InvalidateSlotsResponse:
+        if self._tokens is not None:
+            await _authorize(self._tokens, context, _INVALIDATE_SLOTS)
+        request = await _parse(pb.InvalidateSlotsRequest, raw, context)
         annotate(
             event_type_id=request.event_type_id or None,
             reason=caller_text(request.reason) if request.reason else None,
@@ -133,24 +167,74 @@ class AvailabilityService:
 
 
 def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The service's method handlers. GetSlots answers with bytes assembled from
-    per-bucket encodings, so its serializer passes them through."""
+    """The service's method handlers. GetSlots takes and returns bytes (parsed and
+    encoded by the servicer itself), so it has neither deserializer nor serializer."""
     return {
-        "GetSlots": grpc.unary_unary_rpc_method_handler(
-            service.GetSlots,
-            request_deserializer=pb.GetSlotsRequest.FromString,
-            response_serializer=_as_is,
-        ),
+        # Bytes both ways: the servicer parses only what the fast lane does not answer.
+        "GetSlots": grpc.unary_unary_rpc_method_handler(service.GetSlots),
         "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
             service.InvalidateSlots,
-            request_deserializer=pb.InvalidateSlotsRequest.FromString,
             response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
         ),
     }
 
 
-def _as_is(data: bytes) -> bytes:
-    return data
+class ClosedMethods(grpc.GenericRpcHandler):
+    """Methods nobody registered: refused as auth would refuse them, else UNIMPLEMENTED.
+
+    grpc consults generic handlers only for methods that are not registered, so
+    this costs the registered ones nothing. Without a token, an unknown method
+    of the service looks like a known one (UNAUTHENTICATED): probing reveals nothing.
+    """
+
+    def __init__(self, tokens: ApiTokens | None) -> None:
+        self._tokens = tokens if tokens is not None and len(tokens) else None
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        tokens = self._tokens
+        if tokens is None:
+            return None
+        refusal = tokens.refusal(
+            handler_call_details.invocation_metadata, handler_call_details.method
+        )
+        if refusal is None:
+            return None
+        code, message = refusal
+
+        # Streaming and without a deserializer: refused before any message is read.
+        async def refuse(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> None:
+            await context.abort(code, message)
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
+async def _authorize(
+    tokens: ApiTokens, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> None:
+    """Abort UNAUTHENTICATED or PERMISSION_DENIED unless the caller may call ``method``.
+
+    First thing in a handler, before the request bytes are parsed.
+    """
+    # grpc.aio's Metadata iterates as (key, value) pairs; its stub does not say so.
+    metadata: Any = context.invocation_metadata()
+    refusal = tokens.refusal(metadata, method)
+    if refusal is not None:
+        await context.abort(*refusal)
+
+
+async def _parse(kind: type[M], raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> M:
+    """The request message; bytes that are none are the caller's error (INVALID_ARGUMENT,
+    not the UNKNOWN grpc would answer had it parsed them)."""
+    try:
+        return kind.FromString(raw)
+    except Exception:  # only parsing happens here: whatever fails, the bytes were bad
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid protobuf message"
+        )
 
 
 async def _abort_invalid(

@@ -1,4 +1,4 @@
-"""Who may call what: bearer tokens with a role (checked by the auth interceptor).
+"""Who may call what: bearer tokens with a role (checked by the servicer).
 
 ``InvalidateSlots`` is a denial-of-service lever: whoever can call it can wipe
 the cache and make every reader spend the shared Cal.com budget. So callers
@@ -8,21 +8,24 @@ Health and reflection stay open: load balancers and grpcurl need them and
 they reveal nothing a client stub does not.
 
 A method of the service that the table below does not name needs a writer:
-a new RPC is closed until someone decides otherwise. Tokens are compared in
-constant time (as SHA-256 digests, so their length does not leak either) and
-never appear in a log or an error message.
+a new RPC is closed until someone decides otherwise. Tokens are kept as
+their SHA-256 digests (one dict lookup: see :meth:`ApiTokens.role` for why
+that is safe) and never appear in a log or an error message. The servicer
+checks them itself, first thing in each handler, before a request's bytes
+are parsed: no interceptor, which grpc.aio would run on every call.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from availability.transport.grpc.servicer import SERVICE_NAME
+import grpc
+
+from availability.v1 import availability_pb2 as pb
 
 __all__ = ["ApiTokens", "Role", "load_api_tokens", "required_role"]
 
@@ -40,6 +43,8 @@ class Role(enum.IntEnum):
     WRITER = 2
 
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvailabilityService"].full_name
+
 _REQUIRED: Mapping[str, Role] = {f"/{SERVICE_NAME}/GetSlots": Role.READER}
 """Methods open to a role below writer; everything else not open needs a writer."""
 
@@ -53,21 +58,55 @@ def required_role(method: str) -> Role | None:
 
 @dataclass(frozen=True, slots=True)
 class ApiTokens:
-    """The configured tokens, kept only as digests."""
+    """The configured tokens, kept only as their SHA-256 digests."""
 
-    _digests: tuple[tuple[bytes, Role], ...]
+    _roles: Mapping[bytes, Role]
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return len(self._roles)
 
     def role(self, token: str) -> Role | None:
-        """The token's role, or None; takes the same time whichever token matches."""
-        digest = _digest(token)
-        found: Role | None = None
-        for known, role in self._digests:
-            if hmac.compare_digest(known, digest):
-                found = role
-        return found
+        """The token's role, or None.
+
+        One dict lookup on the token's digest. Timing can at most tell how a
+        digest the caller cannot choose compares with the keys (hash buckets,
+        byte comparisons of digests), which is no help in finding a token:
+        a preimage of a chosen digest is what it would take.
+        """
+        return self._roles.get(_digest(token))
+
+    def refusal(
+        self, metadata: Iterable[tuple[str, str | bytes]] | None, method: str
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Why a call of full ``method`` name with ``metadata`` may not proceed; None: it may."""
+        required = required_role(method)
+        if required is None:
+            return None
+        token = _bearer(metadata)
+        role = None if token is None else self.role(token)
+        if role is None:
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or unknown API token: send 'authorization: Bearer <token>'",
+            )
+        if role < required:
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this token's role ({role.name.lower()}) may not call {method.rsplit('/', 1)[-1]}",
+            )
+        return None
+
+
+_BEARER = "bearer "
+
+
+def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            if value[: len(_BEARER)].lower() == _BEARER:
+                return value[len(_BEARER) :].strip()
+            return None
+    return None
 
 
 def load_api_tokens(tokens: str | None, tokens_file: Path | None) -> ApiTokens:
@@ -85,7 +124,7 @@ def load_api_tokens(tokens: str | None, tokens_file: Path | None) -> ApiTokens:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
             raise ValueError(f"cannot read {str(tokens_file)!r}: {reason}") from None
         _parse(text.splitlines(), "api_tokens_file", roles)
-    return ApiTokens(tuple(roles.items()))
+    return ApiTokens(roles)
 
 
 def _parse(entries: Iterable[str], source: str, roles: dict[bytes, Role]) -> dict[bytes, Role]:

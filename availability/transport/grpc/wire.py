@@ -1,7 +1,7 @@
 """GetSlotsResponse bytes, assembled from per-bucket encodings.
 
 Every slot of a bucket is encoded once, the first time the bucket is
-served, and kept in the bucket's memo; a hit then only joins bytes. The
+served, and kept in the bucket's memo; a hit then only slices and joins bytes. The
 framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots`` (field
 2) are length-delimited, so encoded messages concatenate. The servicer
 returns these bytes through a pass-through serializer.
@@ -9,12 +9,14 @@ returns these bytes through a pass-through serializer.
 
 from __future__ import annotations
 
+from array import array
+
 from availability.core.buckets import Bucket
 from availability.core.cache import SlotsAnswer, Source
 from availability.core.slots import Slot
 from availability.v1 import availability_pb2 as pb
 
-__all__ = ["encode_slots_response"]
+__all__ = ["encode_days", "encode_freshness", "encode_slots_response"]
 
 _SOURCES = {
     Source.NONE: pb.Freshness.SOURCE_UNSPECIFIED,
@@ -25,24 +27,59 @@ _SOURCES = {
 
 
 def encode_slots_response(answer: SlotsAnswer) -> bytes:
-    """The serialized GetSlotsResponse, assembled from per-bucket encoded slots.
+    """The serialized GetSlotsResponse: :func:`encode_days`, then :func:`encode_freshness`."""
+    freshness = answer.freshness
+    return encode_days(answer) + encode_freshness(
+        freshness.source, freshness.fetched_at, freshness.age
+    )
+
+
+def encode_days(answer: SlotsAnswer) -> bytes:
+    """The ``days`` fields of the GetSlotsResponse, assembled from per-bucket encodings.
 
     Every slot of a bucket is encoded once, the first time the bucket is
-    served, and kept in the bucket's memo; a hit then only joins bytes. The
-    framing is protobuf's own: ``days`` (field 1) and ``DaySlots.slots``
-    (field 2) are length-delimited, so encoded messages concatenate.
+    served, and kept in the bucket's memo; a hit then only slices and joins
+    bytes. The framing is protobuf's own: ``days`` (field 1) and
+    ``DaySlots.slots`` (field 2) are length-delimited, so encoded messages
+    concatenate. What follows (the freshness) can change with every answer
+    that reuses these bytes, so it is encoded apart.
     """
     parts: list[bytes] = []
     for day in answer.days:
         date = day.date.encode()
         body = [_DATE_TAG, _varint(len(date)), date]
         for run in day.runs:
-            body.extend(_encoded_slots(run.bucket)[run.first : run.last])
+            encoded, offsets = _encoded_slots(run.bucket)
+            body.append(encoded[offsets[run.first] : offsets[run.last]])
         day_bytes = b"".join(body)
         parts += (_DAYS_TAG, _varint(len(day_bytes)), day_bytes)
-    freshness = _freshness(answer).SerializeToString()
-    parts += (_FRESHNESS_TAG, _varint(len(freshness)), freshness)
     return b"".join(parts)
+
+
+def encode_freshness(source: Source, fetched_at: float | None, age: float) -> bytes:
+    """The ``freshness`` field of a GetSlotsResponse, encoded by hand.
+
+    Byte for byte what protobuf makes of ``Freshness(source=..., age=...,
+    fetched_at=...)`` (the tests compare): a hit pays a few varints instead
+    of building three messages.
+    """
+    code = _SOURCES[source]
+    fields = [_SOURCE_TAG, _varint(code)] if code else []
+    if fetched_at is not None:
+        fields += (_AGE_TAG, *_seconds_and_nanos(age))
+        fields += (_FETCHED_AT_TAG, *_seconds_and_nanos(fetched_at))
+    freshness = b"".join(fields)
+    return _FRESHNESS_TAG + _varint(len(freshness)) + freshness
+
+
+def _seconds_and_nanos(value: float) -> tuple[bytes, bytes]:
+    """A Duration or Timestamp (same fields) of a non-negative ``value``: length, body."""
+    nanos = int(value * 1e9)
+    seconds, nanos = divmod(nanos, 1_000_000_000)
+    body = (b"\x08" + _varint(seconds) if seconds else b"") + (
+        b"\x10" + _varint(nanos) if nanos else b""
+    )
+    return _varint(len(body)), body
 
 
 # Tags: (field number << 3) | 2 (length-delimited).
@@ -50,7 +87,9 @@ _DAYS_TAG = b"\x0a"  # GetSlotsResponse.days = 1
 _FRESHNESS_TAG = b"\x12"  # GetSlotsResponse.freshness = 2
 _DATE_TAG = b"\x0a"  # DaySlots.date = 1
 _SLOTS_TAG = b"\x12"  # DaySlots.slots = 2
-_MEMO_KEY = "availability.v1.Slot"
+_SOURCE_TAG = b"\x08"  # Freshness.source = 1 (varint)
+_AGE_TAG = b"\x12"  # Freshness.age = 2
+_FETCHED_AT_TAG = b"\x1a"  # Freshness.fetched_at = 3
 
 
 def _varint(value: int) -> bytes:
@@ -62,16 +101,24 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encoded_slots(bucket: Bucket) -> tuple[bytes, ...]:
-    """Each slot of ``bucket`` as a ready ``DaySlots.slots`` field, computed once."""
-    encoded: tuple[bytes, ...] | None = bucket.memo.get(_MEMO_KEY)
-    if encoded is None:
-        encoded = tuple(
+def _encoded_slots(bucket: Bucket) -> tuple[bytes, array[int]]:
+    """Every slot of ``bucket`` as ready ``DaySlots.slots`` fields, computed once.
+
+    One bytes object and the offset where each slot's field begins (plus the
+    end): slots ``i`` to ``j`` are ``encoded[offsets[i]:offsets[j]]``, one
+    slice, and a bucket keeps two objects rather than one per slot.
+    """
+    memo: tuple[bytes, array[int]] | None = bucket.memo
+    if memo is None:
+        fields = [
             _SLOTS_TAG + _varint(len(message)) + message
-            for message in (_slot(slot).SerializeToString() for slot in bucket.slots)
-        )
-        bucket.memo[_MEMO_KEY] = encoded
-    return encoded
+            for message in (_slot(bucket.slot(i)).SerializeToString() for i in range(len(bucket)))
+        ]
+        offsets = array("I", [0])
+        for field in fields:
+            offsets.append(offsets[-1] + len(field))
+        memo = bucket.memo = (b"".join(fields), offsets)
+    return memo
 
 
 def _slot(slot: Slot) -> pb.Slot:
@@ -85,13 +132,4 @@ def _slot(slot: Slot) -> pb.Slot:
         message.seats.booked = seats.booked or 0
         message.seats.remaining = seats.remaining or 0
         message.seats.booking_uid = seats.booking_uid or ""
-    return message
-
-
-def _freshness(answer: SlotsAnswer) -> pb.Freshness:
-    freshness = answer.freshness
-    message = pb.Freshness(source=_SOURCES[freshness.source])
-    if freshness.fetched_at is not None:
-        message.fetched_at.FromNanoseconds(int(freshness.fetched_at * 1e9))
-        message.age.FromNanoseconds(int(freshness.age * 1e9))
     return message
