@@ -3,6 +3,7 @@ read inside it, and each Cal.com request inside that; a clear refusal without Op
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -55,12 +56,24 @@ def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [s for s in spans if s.name == name]
 
 
+async def ended(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    """The spans called ``name`` once the server has ended one: the server ends an RPC's
+    span after the status went out, so the client can be back before it is exported."""
+    for _ in range(500):
+        spans = named(exporter.get_finished_spans(), name)
+        if spans:
+            return spans
+        await asyncio.sleep(0.01)
+    return []
+
+
 async def test_an_rpc_its_cache_read_and_its_cal_com_requests_nest(
     stub: pb_grpc.AvailabilityServiceAsyncStub, exporter: InMemorySpanExporter
 ) -> None:
     await stub.GetSlots(
         request(1001, NOW, NOW + timedelta(days=2)), metadata=(("traceparent", TRACEPARENT),)
     )
+    await ended(exporter, "availability.v1.AvailabilityService/GetSlots")
     spans = exporter.get_finished_spans()
     (rpc,) = named(spans, "availability.v1.AvailabilityService/GetSlots")
     (read,) = named(spans, "SlotCache.get_slots")
@@ -86,7 +99,7 @@ async def test_a_failed_rpc_is_an_error_span(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.GetSlots(request(1001, NOW, NOW + timedelta(days=1), time_zone="Mars/Base"))
-    (rpc,) = named(exporter.get_finished_spans(), "availability.v1.AvailabilityService/GetSlots")
+    (rpc,) = await ended(exporter, "availability.v1.AvailabilityService/GetSlots")
     assert rpc.status.status_code is StatusCode.ERROR
     assert rpc.attributes is not None
     assert rpc.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
