@@ -95,7 +95,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -801,17 +801,8 @@ class SlotCache:
         others wait for its buckets to appear, bounded by the lease, and
         fetch whatever did not appear themselves (a holder that died).
         """
-        token = lease_token()
         leases = [self._keys.lease(query.event_type_id, need.key, need.stamp) for need, _ in run]
-        held: list[str] = []
-        try:
-            # A FRESH read must not take another replica's answer: it may predate the read.
-            got = (
-                [True] * len(run)
-                if query.fresh
-                else await self._store.lease(leases, token, self._lease_ttl)
-            )
-            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+        async with self._leased(query, run, leases, hosts_unknown=False) as got:
             fetch = [item for item, mine in zip(run, got, strict=True) if mine]
             if fetch and not query.fresh:
                 # Another replica may have stored these and let go of its lease between
@@ -828,13 +819,40 @@ class SlotCache:
             await asyncio.gather(
                 *(self._fetch_run(query, hosts, part) for part in _adjacent(fetch))
             )
-        except Exception as exc:  # the store failed: the waiters must still hear
+
+    @contextlib.asynccontextmanager
+    async def _leased(
+        self,
+        query: SlotsQuery,
+        run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        leases: list[str],
+        *,
+        hosts_unknown: bool,
+    ) -> AsyncIterator[list[bool]]:
+        """Take ``run``'s leases (which days are ours to fetch) and, whatever happens in
+        the block, tell every waiter, land the run's flights and let the leases go.
+
+        A FRESH read takes every day as its own: another replica's answer may predate
+        the read. A store failure inside the block ends it: the waiters hear it as
+        UNAVAILABLE instead of waiting for an answer that will not come.
+        """
+        token = lease_token()
+        held: list[str] = []
+        try:
+            got = (
+                [True] * len(run)
+                if query.fresh
+                else await self._store.lease(leases, token, self._lease_ttl)
+            )
+            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+            yield got
+        except Exception as exc:
             logger.warning("fetch coordination failed: %s", exc)
             for _, future in run:
                 if not future.done():
                     future.set_exception(UpstreamUnavailable("cache store failure"))
         finally:
-            self._land(run, hosts_unknown=False)
+            self._land(run, hosts_unknown=hosts_unknown)
             if held:
                 with contextlib.suppress(Exception):
                     await self._store.release(held, token)
@@ -982,20 +1000,11 @@ class SlotCache:
         then wait until its lease goes and tell the waiters to read again (its bucket
         carries a stamp with the hosts' versions, which only a read that knows them
         can judge)."""
-        token = lease_token()
         leases = [
             self._keys.lease_without_hosts(query.event_type_id, need.key, need.stamp)
             for need, _ in run
         ]
-        held: list[str] = []
-        try:
-            # A FRESH read must not take another replica's answer: it may predate the read.
-            got = (
-                [True] * len(run)
-                if query.fresh
-                else await self._store.lease(leases, token, self._lease_ttl)
-            )
-            held = [lease for lease, mine in zip(leases, got, strict=True) if mine]
+        async with self._leased(query, run, leases, hosts_unknown=True) as got:
             theirs = [lease for lease, mine in zip(leases, got, strict=True) if not mine]
             waiting = [item for item, mine in zip(run, got, strict=True) if not mine]
             ours = [item for item, mine in zip(run, got, strict=True) if mine]
@@ -1003,16 +1012,6 @@ class SlotCache:
                 self._read_again_after(theirs, waiting),
                 *(self._fetch_without_hosts(query, part) for part in _adjacent(ours)),
             )
-        except Exception as exc:  # the store failed: the waiters must still hear
-            logger.warning("fetch coordination failed: %s", exc)
-            for _, future in run:
-                if not future.done():
-                    future.set_exception(UpstreamUnavailable("cache store failure"))
-        finally:
-            self._land(run, hosts_unknown=True)
-            if held:
-                with contextlib.suppress(Exception):
-                    await self._store.release(held, token)
 
     async def _read_again_after(
         self, leases: list[str], items: list[tuple[_Need, asyncio.Future[Bucket]]]
