@@ -269,7 +269,10 @@ async def test_with_redis_the_tier_and_the_cluster_wide_budget_are_exposed(
             httpx.AsyncClient(base_url=second.http_url) as second_http,
         ):
             week = request(ALICE_30, NOW, NOW + timedelta(days=7))
-            await pb_grpc.AvailabilityServiceStub(channel).GetSlots(week, metadata=bearer(READER))
+            stub = pb_grpc.AvailabilityServiceStub(channel)
+            await stub.GetSlots(week, metadata=bearer(READER))
+            # The hosts' look-up follows a cold answer: the next read waits for it to store.
+            await stub.GetSlots(week, metadata=bearer(READER))
             mine, theirs = await scrape(first_http), await scrape(second_http)
     finally:
         flushed_url(REDIS_DB)

@@ -156,6 +156,9 @@ async def test_a_read_on_one_replica_is_a_hit_on_another_and_invalidation_reache
         assert first.freshness.source == UPSTREAM
         assert answer_starts(first) == truth(live_sandbox, ALICE_30, *days(*WEEK))
         assert live_sandbox.requests.calls("/v2/slots") == 1
+        # A learns the hosts behind its first answer; a second read there waits for that
+        # (or hits), and then the bucket is in Redis under its full stamp.
+        await get(a, ALICE_30, WEEK)
 
         second = await get(b, ALICE_30, WEEK)
         assert second.freshness.source == CACHE
@@ -290,6 +293,7 @@ async def test_replicas_ride_out_a_redis_restart_and_share_again_afterwards(
     ) as replicas:
         a, b, c = replicas
         week = await get(a, ALICE_30, WEEK)
+        await get(a, ALICE_30, WEEK)  # after the hosts' look-up that follows a cold answer
         for replica in (b, c):
             assert (await get(replica, ALICE_30, WEEK)).freshness.source == CACHE
 
@@ -314,6 +318,7 @@ async def test_replicas_ride_out_a_redis_restart_and_share_again_afterwards(
         # calls: its hosts' versions were seeded by the reads just above, less than the
         # skew margin before it, which it cannot tell from an invalidation.)
         assert (await get(a, ALICE_60, (11, 2))).freshness.source == UPSTREAM
+        await get(a, ALICE_60, (11, 2))  # waits for the hosts' look-up behind the first
         calls = live_sandbox.requests.calls("/v2/slots")
         assert (await get(b, ALICE_60, (11, 2))).freshness.source == CACHE
         assert live_sandbox.requests.calls("/v2/slots") == calls

@@ -17,8 +17,8 @@ Reading ``[start, end)`` of an event type:
 One Cal.com round trip per cold read. A bucket's stamp covers its hosts'
 versions, so judging or stamping needs the hosts, which only Cal.com's
 event-type look-up tells. When nobody knows them (never seen, or the record
-expired with no usable fallback), the look-up and the slots fetch run
-*concurrently* instead of one after the other:
+expired with no usable fallback), the slots fetch does not wait for the
+look-up; the look-up follows it, off the reader's path:
 
 - The fetch is stamped with the versions known before it began (everything,
   the event type, its days: the *pre-stamp*) and takes its start ``t0``. Only
@@ -27,12 +27,18 @@ expired with no usable fallback), the look-up and the slots fetch run
   anyway. Across replicas it is leased under (bucket key, pre-stamp) like any
   fetch; a replica that finds the lease held waits until it goes, then reads
   again: by then the hosts' record and the bucket are in the store.
-- A reader that knows the hosts (it learnt them from the look-up that runs
-  beside the fetch) and has nothing to serve for a day waits the same way for
-  such a fetch in the air, here or on another replica, and then reads again,
-  instead of seeding the hosts' versions or fetching itself: its seed would
-  look like an invalidation to the fetch (below) and cost a second call.
-- When both have finished, the hosts' versions (host and host-day keys of the
+- The reader that began the fetch is answered as soon as the slots are in:
+  its read began before ``t0``, so Cal.com's answer, given after ``t0``,
+  contains every booking whose invalidation returned before that read began,
+  whoever the hosts are. Nothing else about it is trusted (its answer is not
+  reused by a transport). Only after a successful answer are the hosts looked
+  up: a 404 for the event type costs Cal.com one call, not two.
+- A reader that joined the fetch later, or that knows the hosts (it learnt
+  them from that look-up) and has nothing to serve for a day, waits for the
+  stamping below, here or (through the lease) on another replica, and then
+  reads again, instead of seeding the hosts' versions or fetching itself: its
+  seed would look like an invalidation to the fetch and cost a second call.
+- Once the hosts are known, their versions (host and host-day keys of the
   fetched days) are read. A bump sets a version to ``max(v + 1, seed)``, the
   seed being the bumper's clock in microseconds, so a version tells when it
   was last bumped. If each one is missing (no bump recorded: it is seeded now,
@@ -42,12 +48,13 @@ expired with no usable fallback), the look-up and the slots fetch run
   host versions" is exactly the stamp a reader knowing the hosts would have
   taken before fetching. The bucket is stored and served under it.
 - Otherwise a host was invalidated while the fetch was in flight (rare): its
-  answer may predate the booking, so it is neither stored nor served; the
-  days are fetched again under the full stamp, and the waiters wait one more
-  round trip. A seed someone else wrote meanwhile (a reader of another event
-  type of the same host, say) looks the same and costs the same: safe, rare.
-  If the look-up fails, the answer is served (Cal.com gave it after the read
-  began) but not stored: nothing could judge it later.
+  answer may predate the booking, so it is neither stored nor served to the
+  later readers; the days are fetched again under the full stamp, and they
+  wait one more round trip. A seed someone else wrote meanwhile (a reader of
+  another event type of the same host, say) looks the same and costs the
+  same: safe, rare. If the look-up fails, nothing is stored (nothing could
+  judge it later) and the later readers are told UNAVAILABLE: none of them
+  could be shown to have begun before an invalidation of a host.
 
 Known hosts never cost a look-up on the request path: host records are
 renewed in the background before they expire (:mod:`availability.core.event_types`).
@@ -96,7 +103,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -234,6 +241,9 @@ class _Need:
     previous: Bucket | None = field(default=None, compare=False)
     """The cached bucket with the same stamp this fetch replaces (expired, or skipped by
     a fresh read): its fetcher compares the two (measured staleness)."""
+    early: asyncio.Future[Bucket] | None = field(default=None, compare=False)
+    """A fetch begun without hosts: the future of the reader that began it, answered as
+    soon as Cal.com's slots are in (module docstring), before the shared one."""
 
 
 @dataclass(slots=True)
@@ -467,6 +477,16 @@ class SlotCache:
             # After the store has the bump (or failed to take it): whatever a reader
             # remembered from an answer begun before this moment is now void.
             self.generation += 1
+
+    async def idle(self) -> None:
+        """Return once no fetch and no host look-up is in the air.
+
+        What a read leaves behind it (the stamping of a fetch begun without
+        hosts, a fetch that outlived its caller's deadline, a renewal) runs on;
+        a test's next step, or a drain, waits for it here instead of sleeping.
+        """
+        while pending := (*self._flights.tasks, *self._directory.lookups):
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel fetches nobody waits for any more (shutdown)."""
@@ -741,10 +761,16 @@ class SlotCache:
                 future.add_done_callback(_consume_exception)
                 flight = _Flight(future, time.monotonic())
                 self._flights.by_key[flight_key] = flight
+                fetched = need
+                if hosts is None:
+                    # The reader that begins a fetch without hosts waits only for the slots.
+                    early = _early_answer(future)
+                    fetched = replace(need, early=early)
+                    flight = _Flight(early, flight.started)
                 if run and (need.day - run[-1][0].day).days != 1:
                     runs.append(run)
                     run = []
-                run.append((need, future))
+                run.append((fetched, future))
             flights.append(flight)
         if run:
             runs.append(run)
@@ -1025,19 +1051,24 @@ class SlotCache:
     async def _fetch_without_hosts(
         self, query: SlotsQuery, run: list[tuple[_Need, asyncio.Future[Bucket]]]
     ) -> None:
-        """The slots fetch and the host look-up at once; then stamp, or fetch again
-        (the argument is in the module docstring)."""
+        """The slots fetch, served at once to the reader that began it; then the host
+        look-up, and stamp, or fetch again (the argument is in the module docstring)."""
         started = self._clock()
-        fetched, hosts = await asyncio.gather(
-            self._call_upstream(query, run, hosts_unknown=True),
-            self._learn_hosts(query.event_type_id),
-        )
+        fetched = await self._call_upstream(query, run, hosts_unknown=True)
         if fetched is None:
-            return
+            return  # told to every waiter; a 404 costs no look-up
         entries = self._buckets(run, fetched, started)
-        if hosts is None:  # right now, but nothing could judge it later: serve only
-            for (_, future), (_, bucket, _) in zip(run, entries, strict=True):
-                future.set_result(bucket)
+        for (need, _), (_, bucket, _) in zip(run, entries, strict=True):
+            if need.early is not None and not need.early.done():
+                need.early.set_result(bucket)
+        hosts = await self._learn_hosts(query.event_type_id)
+        if hosts is None:
+            # Readers that joined after the fetch began cannot be told whether a host was
+            # invalidated between its start and their read: they are not served this.
+            for _, future in run:
+                future.set_exception(
+                    UpstreamUnavailable("Cal.com did not tell the event type's hosts; retry")
+                )
             return
         stamps = await self._learnt_stamps(hosts, run, started)
         if stamps is None:
@@ -1221,6 +1252,25 @@ def _outcome(flight: _Flight | UpstreamError) -> Bucket | UpstreamError:
     if isinstance(error, UpstreamError):
         return error
     return UpstreamUnavailable(f"the fetch failed: {error}")
+
+
+def _early_answer(shared: asyncio.Future[Bucket]) -> asyncio.Future[Bucket]:
+    """A future answered early by its fetch, else with whatever ``shared`` ends with."""
+    early: asyncio.Future[Bucket] = shared.get_loop().create_future()
+    early.add_done_callback(_consume_exception)
+
+    def follow(done: asyncio.Future[Bucket]) -> None:
+        if early.done():
+            return
+        if done.cancelled():
+            early.cancel()
+        elif (error := done.exception()) is not None:
+            early.set_exception(error)
+        else:
+            early.set_result(done.result())
+
+    shared.add_done_callback(follow)
+    return early
 
 
 def _served(bucket: Bucket) -> None:

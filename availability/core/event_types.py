@@ -229,6 +229,11 @@ class EventTypeDirectory:
             # The port has no delete: a record that parses as nothing reads as absent.
             await self._store.write_record(key, {"forgotten": True}, self._unknown_ttl)
 
+    @property
+    def lookups(self) -> tuple[asyncio.Task[tuple[int, ...]], ...]:
+        """The look-ups in the air (renewals included)."""
+        return tuple(self._lookups.values())
+
     async def close(self) -> None:
         """Cancel look-ups nobody waits for any more (shutdown)."""
         lookups = list(self._lookups.values())

@@ -75,6 +75,7 @@ async def test_identical_and_sub_range_reads_are_hits(
     cache: SlotCache, upstream: FakeUpstream
 ) -> None:
     await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     again = await cache.get_slots(query("2026-11-23T00:00", "2026-11-26T00:00"))
     sub = await cache.get_slots(query("2026-11-24T08:00", "2026-11-25T10:00"))
     assert len(upstream.calls) == 1
@@ -87,6 +88,7 @@ async def test_an_answer_with_any_fetched_day_is_upstream_and_as_old_as_its_olde
 ) -> None:
     cached_at = clock()
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     clock.advance(20)
     mixed = await cache.get_slots(query("2026-11-24T00:00", "2026-11-26T00:00"))
     assert mixed.freshness.source is Source.UPSTREAM  # the 25th was fetched for this call
@@ -141,6 +143,7 @@ async def test_each_ttl_tier_expires_on_the_clock(
     cache: SlotCache, upstream: FakeUpstream, clock: ManualClock, start: str, end: str, ttl: int
 ) -> None:
     await cache.get_slots(query(start, end))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     clock.advance(ttl - 1)
     hit = await cache.get_slots(query(start, end))
     assert hit.freshness.source is Source.CACHE
@@ -230,6 +233,7 @@ async def test_fresh_read_skips_the_cache_and_refreshes_it(
     cache: SlotCache, upstream: FakeUpstream
 ) -> None:
     await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00"))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     upstream.remove(ET, at("2026-11-24T09:00"))  # a change nobody reported
     fresh = await cache.get_slots(query("2026-11-24T00:00", "2026-11-25T00:00", fresh=True))
     assert fresh.freshness.source is Source.UPSTREAM
@@ -373,6 +377,7 @@ async def test_booking_one_event_type_invalidates_the_hosts_other_event_types(
 ) -> None:
     for et in (ET, ALICE_60, BOB_30):
         await cache.get_slots(day_query(et))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     shared_host.remove(ALICE_60, at("2026-11-24T09:00"))  # alice's 09:00 is taken...
     done = await cache.invalidate(
         InvalidationScope(ET, start=at("2026-11-24T09:00"), end=at("2026-11-24T09:30"))
@@ -391,6 +396,7 @@ async def test_booking_one_event_type_invalidates_the_hosts_other_event_types(
 async def test_host_and_everything_scopes(cache: SlotCache, shared_host: FakeUpstream) -> None:
     for et in (ET, ALICE_60, BOB_30):
         await cache.get_slots(day_query(et))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     shared_host.calls.clear()
     done = await cache.invalidate(InvalidationScope(host_ids=(2,)))
     assert done.all_dates

@@ -122,20 +122,38 @@ async def test_a_failed_fetch_is_shared_for_a_second_then_tried_again(
     assert len(upstream.calls) == 3
 
 
-async def test_a_failed_look_up_is_shared_for_a_second_too(
+async def test_a_failed_cold_fetch_is_shared_for_a_second_and_costs_no_look_up(
     cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
     upstream.fail_with = UpstreamUnavailable("Cal.com failed with HTTP 500")
     for _ in range(10):
         with pytest.raises(UpstreamUnavailable, match="500"):
             await cache.get_slots(query(*DAY))
-    # A cold read asks for the hosts and the slots at once: each failed once, for all ten.
-    assert upstream.event_type_calls == [ET]
-    assert len(upstream.calls) == 1
+    # The hosts are looked up only after the slots came: one failed call for all ten.
+    assert (len(upstream.calls), upstream.event_type_calls) == (1, [])
     clock.advance(1)
     upstream.fail_with = None
     assert flat(await cache.get_slots(query(*DAY))) == [at("2026-11-24T09:00")]
+    await cache.idle()
+    assert (len(upstream.calls), upstream.event_type_calls) == (2, [ET])
+
+
+async def test_a_failed_look_up_is_shared_for_a_second_too(
+    cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    upstream.event_type_error = UpstreamUnavailable("Cal.com failed with HTTP 500")
+    for _ in range(3):
+        await cache.get_slots(query(*DAY))  # answered from the slots; nothing stored
+        await cache.idle()
+    # Each cold read fetches again (nothing could be stored), but the failed look-up is
+    # remembered: asked once for all three.
+    assert (len(upstream.calls), upstream.event_type_calls) == (3, [ET])
+    clock.advance(1)
+    upstream.event_type_error = None
+    await cache.get_slots(query(*DAY))
+    await cache.idle()
     assert upstream.event_type_calls == [ET, ET]
+    assert (await cache.get_slots(query(*DAY))).freshness.source is Source.CACHE
 
 
 async def test_a_remembered_failure_serves_the_stale_bucket_without_calling(
@@ -250,7 +268,7 @@ async def test_past_the_pending_limit_misses_are_shed_and_hits_and_stale_served(
     assert cache.pending_misses == 0
 
 
-async def test_a_look_up_that_outlasts_the_deadline_is_unavailable_not_a_hang(
+async def test_a_look_up_that_hangs_holds_no_reader_past_its_deadline(
     upstream: FakeUpstream, clock: ManualClock
 ) -> None:
     class SlowLookups(FakeUpstream):
@@ -260,6 +278,9 @@ async def test_a_look_up_that_outlasts_the_deadline_is_unavailable_not_a_hang(
     slow = SlowLookups()
     slow.truth = upstream.truth
     cache = make_cache(slow, clock)
+    # The reader that began the fetch needs only the slots ...
+    assert flat(await cache.get_slots(query(*DAY), timeout=0.3)) == [at("2026-11-24T09:00")]
+    # ... a later one waits for the stamping, which needs the hosts: not past its deadline.
     with pytest.raises(UpstreamUnavailable, match="deadline"):
-        await cache.get_slots(query(*DAY), timeout=0.3)  # the slots came; the hosts did not
+        await cache.get_slots(query(*DAY), timeout=0.3)
     await cache.close()  # cancels the look-up nobody waits for

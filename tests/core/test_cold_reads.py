@@ -1,6 +1,7 @@
-"""One Cal.com round trip per cold read: the host look-up runs beside the slots fetch,
-and a host invalidated while both are in flight is never served (see the race argument
-in :mod:`availability.core.cache`)."""
+"""One Cal.com round trip per cold read: the reader that begins a fetch without hosts is
+answered from the slots alone, the host look-up follows off its path, and a host
+invalidated meanwhile is never served to a reader that began after the invalidation
+returned (see the race argument in :mod:`availability.core.cache`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from availability.adapters.stores.memory import MemoryStore
 from availability.core.cache import SKEW_MARGIN, InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
 from availability.core.event_types import REFRESH_AHEAD
+from availability.core.ports import EventTypeNotFound, UpstreamUnavailable
 from tests.core.test_cache import ET, at, flat
 from tests.helpers.fake_upstream import FakeUpstream
 
 OTHER = 1002  # the same host's other event type
+UNKNOWN = 1099  # Cal.com has no such event type
 HOST = 1
 BOOKED = at("2026-11-24T09:00")
 DAY = ("2026-11-24T00:00", "2026-11-25T00:00")
@@ -40,41 +43,84 @@ def cache(upstream: FakeUpstream, clock: ManualClock) -> SlotCache:
     return SlotCache(upstream, MemoryStore(), clock=clock, max_stale=120, event_type_ttl=HOSTS_TTL)
 
 
-async def both_started(upstream: FakeUpstream) -> None:
-    await upstream.started.wait()
-    await upstream.event_type_started.wait()
+async def settle() -> None:
+    """Let background work that needs no upstream answer run to its next await."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
-async def test_a_never_seen_event_type_asks_for_hosts_and_slots_at_once(
+async def test_a_never_seen_event_type_is_answered_from_its_slots_alone(
     cache: SlotCache, upstream: FakeUpstream
 ) -> None:
     upstream.gate, upstream.event_type_gate = asyncio.Event(), asyncio.Event()
     read = asyncio.create_task(cache.get_slots(day()))
-    # Both calls are in the air while neither may finish: they run concurrently.
-    await asyncio.wait_for(both_started(upstream), 5)
-    assert not read.done()
+    await asyncio.wait_for(upstream.started.wait(), 5)
+    await settle()
+    # The look-up waits for the slots: a 404 there would make it moot.
+    assert not upstream.event_type_started.is_set()
     upstream.gate.set()
-    upstream.event_type_gate.set()
+    # The look-up's gate is still shut: the reader did not wait for it.
     assert flat(await read) == [BOOKED, at("2026-11-24T14:00")]
+    await asyncio.wait_for(upstream.event_type_started.wait(), 5)
+    upstream.event_type_gate.set()
+    await cache.get_slots(day())  # joins the stamping, or hits what it stored
     # Stored under the stamp a reader knowing the hosts takes: the next read is a hit.
     again = await cache.get_slots(day())
     assert again.freshness.source is Source.CACHE
+    assert again.trusted_for > 0  # reusable, where the first answer was not
+    assert (await read).trusted_for == 0
     assert (len(upstream.calls), upstream.event_type_calls) == (1, [ET])
+
+
+async def test_an_unknown_event_type_costs_one_call_not_a_look_up_too(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    for _ in range(3):
+        with pytest.raises(EventTypeNotFound):
+            await cache.get_slots(day(UNKNOWN))
+    assert (len(upstream.calls), upstream.event_type_calls) == (1, [])
 
 
 async def test_readers_arriving_meanwhile_share_the_one_fetch(
     cache: SlotCache, upstream: FakeUpstream
 ) -> None:
-    upstream.gate = asyncio.Event()
+    upstream.gate, upstream.event_type_gate = asyncio.Event(), asyncio.Event()
     first = asyncio.create_task(cache.get_slots(day()))
-    await both_started(upstream)
-    await asyncio.sleep(0)  # the look-up has answered: later readers know the hosts
-    later = [asyncio.create_task(cache.get_slots(day())) for _ in range(5)]
-    await asyncio.sleep(0)
+    await upstream.started.wait()
+    during_slots = [asyncio.create_task(cache.get_slots(day())) for _ in range(3)]
+    await settle()
     upstream.gate.set()
-    answers = await asyncio.gather(first, *later)
+    await asyncio.wait_for(upstream.event_type_started.wait(), 5)
+    during_look_up = [asyncio.create_task(cache.get_slots(day())) for _ in range(3)]
+    await settle()
+    assert first.done()
+    # Readers who joined after the fetch began wait for its stamping, not a new fetch.
+    assert not any(t.done() for t in during_slots + during_look_up)
+    upstream.event_type_gate.set()
+    answers = await asyncio.gather(first, *during_slots, *during_look_up)
     assert {tuple(flat(a)) for a in answers} == {(BOOKED, at("2026-11-24T14:00"))}
-    assert len(upstream.calls) == 1
+    assert (len(upstream.calls), upstream.event_type_calls) == (1, [ET])
+
+
+async def test_when_the_look_up_fails_later_readers_are_not_served_the_unjudged_answer(
+    cache: SlotCache, upstream: FakeUpstream
+) -> None:
+    upstream.gate, upstream.event_type_gate = asyncio.Event(), asyncio.Event()
+    upstream.event_type_error = UpstreamUnavailable("event types are down")
+    first = asyncio.create_task(cache.get_slots(day()))
+    await upstream.started.wait()
+    joined = asyncio.create_task(cache.get_slots(day()))
+    await settle()
+    upstream.gate.set()
+    assert flat(await first) == [BOOKED, at("2026-11-24T14:00")]
+    upstream.event_type_gate.set()
+    with pytest.raises(UpstreamUnavailable):
+        await joined
+    # Nothing was stored under a stamp nobody could judge.
+    upstream.event_type_error = None
+    answer = await cache.get_slots(day())
+    assert answer.freshness.source is Source.UPSTREAM
+    assert len(upstream.calls) == 2
 
 
 @pytest.mark.parametrize("reported_via", ["host_ids", "the host's other event type"])
@@ -85,10 +131,9 @@ async def test_a_host_invalidated_during_the_cold_fetch_is_never_served(
         await cache.get_slots(day(OTHER))  # OTHER's hosts (and the host's versions) known
         clock.advance(2 * SKEW_MARGIN)
         upstream.started.clear()
-        upstream.event_type_started.clear()
     upstream.gate = asyncio.Event()
     read = asyncio.create_task(cache.get_slots(day()))
-    await both_started(upstream)  # the fetch took Cal.com's answer: BOOKED still free
+    await upstream.started.wait()  # the fetch took Cal.com's answer: BOOKED still free
     upstream.remove(ET, BOOKED)
     upstream.remove(OTHER, BOOKED)
     scope = (
@@ -97,21 +142,28 @@ async def test_a_host_invalidated_during_the_cold_fetch_is_never_served(
         else InvalidationScope(OTHER, start=BOOKED, end=BOOKED + 3600)
     )
     await cache.invalidate(scope)
-    upstream.gate.set()
+    # Begun after the invalidation returned; it knows no hosts either, so it joins.
+    after = asyncio.create_task(cache.get_slots(day()))
+    await settle()
     calls_before = len(upstream.calls)
-    answer = await read
-    assert BOOKED not in flat(answer)  # not even to the reader that started the fetch
-    assert len(upstream.calls) == calls_before + 1  # it was fetched again, under the full stamp
+    upstream.gate.set()
+    # The reader that began the fetch overlapped the invalidation: either answer is
+    # linearizable for it, and it gets Cal.com's (BOOKED free when Cal.com answered).
+    assert BOOKED in flat(await read)
+    assert BOOKED not in flat(await after)  # never to a reader that began after it
+    assert len(upstream.calls) == calls_before + 1  # fetched again, under the full stamp
     assert BOOKED not in flat(await cache.get_slots(day()))
 
 
-async def test_an_old_host_version_takes_the_concurrent_fetch(
+async def test_an_old_host_version_takes_the_blind_fetch(
     cache: SlotCache, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
     await cache.get_slots(day(OTHER))
+    await cache.idle()  # OTHER's hosts learnt and its bucket stamped
     await cache.invalidate(InvalidationScope(host_ids=(HOST,)))  # bumped, long before
     clock.advance(2 * SKEW_MARGIN)
     await cache.get_slots(day())
+    await cache.get_slots(day())  # joins the stamping, or hits what it stored
     assert (await cache.get_slots(day())).freshness.source is Source.CACHE
     assert [c.event_type_id for c in upstream.calls] == [OTHER, ET]
 

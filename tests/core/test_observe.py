@@ -99,6 +99,7 @@ async def test_a_failed_read_still_counts_the_buckets_it_looked_up(
     cache: SlotCache, upstream: FakeUpstream, tally: Tally
 ) -> None:
     await cache.get_slots(query("2026-11-23T00:00", "2026-11-24T00:00"))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     upstream.fail_with = UpstreamUnavailable("down")
     with pytest.raises(UpstreamUnavailable):
         await cache.get_slots(query(*MON_TO_WED))  # Mon cached, Tue and Wed cannot be had
@@ -110,6 +111,7 @@ async def test_answers_by_source_with_the_age_of_the_oldest_bucket(
     cache: SlotCache, clock: ManualClock, tally: Tally
 ) -> None:
     await cache.get_slots(query(*MON_TO_WED))
+    await cache.idle()  # the hosts are learnt after the first answer: let that land
     clock.advance(15)
     await cache.get_slots(query(*MON_TO_WED))
     await cache.get_slots(query("2026-11-01T00:00", "2026-11-02T00:00"))  # the past: no bucket

@@ -17,8 +17,6 @@ from availability.adapters.stores.redis_store import RedisStore
 from availability.adapters.stores.tiered import TieredStore
 from availability.core.cache import SKEW_MARGIN, InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
-from availability.core.keys import KeySchema
-from availability.core.leases import polls
 from availability.core.observe import NO_OBSERVER, CacheObserver
 from tests.core.test_cache import ET, at, flat
 from tests.core.test_observe import Tally
@@ -69,6 +67,7 @@ async def cluster(upstream: FakeUpstream, clock: ManualClock) -> AsyncIterator[C
 async def test_a_read_on_one_replica_is_a_hit_on_another(cluster: Cluster) -> None:
     a, b = cluster.replica(), cluster.replica()
     first = await a.get_slots(DAY)
+    await a.idle()  # the hosts are learnt after the first answer, and the bucket stored
     second = await b.get_slots(DAY)  # through Redis: B's local tier is empty
     third = await b.get_slots(DAY)  # now from B's local tier
     assert first.freshness.source is Source.UPSTREAM
@@ -105,6 +104,7 @@ async def test_local_copy_past_its_ttl_is_replaced_by_a_fresher_shared_one(
 async def test_local_tier_is_bounded(cluster: Cluster) -> None:
     a = cluster.replica(max_local_buckets=2)
     await a.get_slots(SlotsQuery(ET, at("2026-11-24T00:00"), at("2026-11-27T00:00")))
+    await a.idle()
     assert len(cluster.stores[0]._buckets) == 2
 
 
@@ -128,12 +128,14 @@ async def test_a_replica_not_knowing_the_hosts_yet_waits_for_the_cold_fetch(
     cluster.upstream.gate, cluster.upstream.event_type_gate = asyncio.Event(), asyncio.Event()
     first = asyncio.create_task(a.get_slots(DAY))
     await cluster.upstream.started.wait()  # A holds the lease, fetching without hosts
-    await cluster.upstream.event_type_started.wait()  # and its look-up is held: B cannot know
     second = asyncio.create_task(b.get_slots(DAY))
     await asyncio.sleep(0.05)  # B finds A's lease (under the pre-stamp) and polls it
     cluster.upstream.gate.set()
+    await first  # A began the fetch: the slots are its answer
+    await cluster.upstream.event_type_started.wait()  # A's look-up follows, held: B waits
+    assert not second.done()
     cluster.upstream.event_type_gate.set()
-    results = await asyncio.gather(first, second)
+    results = [await first, await second]
     assert flat(results[0]) == flat(results[1])
     assert results[1].freshness.source is Source.UPSTREAM  # it waited for A's fetch
     assert (len(cluster.upstream.calls), cluster.upstream.event_type_calls) == (1, [ET])
@@ -149,10 +151,9 @@ async def test_a_replica_that_learnt_the_hosts_mid_fetch_waits_for_it(
     cluster.upstream.gate = asyncio.Event()
     first = asyncio.create_task(a.get_slots(DAY))
     await cluster.upstream.started.wait()
-    record = KeySchema().event_type_record(ET)
-    async for _ in polls(5.0):  # A's look-up has answered: B reads the hosts from Redis
-        if (await cluster.stores[1].read_records([record]))[0] is not None:
-            break
+    # B learns the hosts while A's fetch is in the air (as it would from A's look-up
+    # landing in Redis just before A stamps; that window is too short to hold open).
+    await b._directory.hosts(ET, wait=5.0)
     second = asyncio.create_task(b.get_slots(DAY))
     await asyncio.sleep(0.05)  # B has nothing to serve and finds A's lease: it waits
     cluster.upstream.gate.set()
@@ -222,6 +223,7 @@ async def test_invalidation_taken_while_cut_off_is_replayed_to_the_cluster(
 async def test_the_local_tier_reports_its_size_and_evictions(cluster: Cluster) -> None:
     a = cluster.replica(max_local_buckets=2)
     await a.get_slots(SlotsQuery(ET, at("2026-11-24T00:00"), at("2026-11-27T00:00")))
+    await a.idle()
     assert (cluster.stores[0].local_buckets, cluster.stores[0].local_evictions) == (2, 1)
 
 

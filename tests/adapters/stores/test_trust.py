@@ -63,7 +63,8 @@ async def test_within_trust_a_hit_asks_nothing_of_redis_even_a_frozen_one(
     group = Replicas(redis.url(), upstream, clock)
     async with group.stack:
         a = group.replica(trust=0.05, monotonic=monotonic)
-        await a.get_slots(DAY)  # fetched and stored; its versions confirmed at monotonic 100.0
+        await a.get_slots(DAY)
+        await a.idle()  # fetched and stored; its versions confirmed at monotonic 100.0
         store = group.stores[0]
         trusted = store.trusted_reads
         redis.freeze()
