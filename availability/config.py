@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     and its versions); past it the oldest writes are dropped (they are fetched again)."""
     calcom_rate_limit: Annotated[int, Field(ge=1)] = 120
     """Cal.com calls per minute for the whole cluster (Cal.com allows 120 per API key)."""
+    budget_background_share: Annotated[float, Field(ge=0, le=1)] = 0.8
+    """Share of ``calcom_rate_limit`` that background refreshes may use (they run only
+    while a window's calls stay below it, so interactive misses keep the rest)."""
 
     ttl_empty: Seconds = 30.0
     """Seconds a cached day with no slots is served before Cal.com is asked again."""
@@ -82,6 +85,15 @@ class Settings(BaseSettings):
     """Seconds a cached later day is served."""
     ttl_near_days: Seconds = 7.0
     """A day starting sooner than this many days from now gets ``ttl_near``."""
+    fetch_windows: bool = True
+    """On a miss, fetch the whole window the day falls in with one Cal.com call: the near
+    window (days starting within ``ttl_near_days``) or the far one (the days after it up to
+    ``far_window_days``); off: only the days read."""
+    far_window_days: Annotated[float, Field(ge=0)] = 30.0
+    """The far window reaches the days starting within this many days from now."""
+    refresh_ahead: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    """Last share of a bucket's TTL in which a read refreshes it (and its window) in the
+    background on the budget's background share; 0: buckets just expire."""
     max_stale: Annotated[float, Field(ge=0)] = 300.0
     """Seconds past its TTL a bucket may be served, marked stale, while Cal.com is down."""
     max_range_days: Annotated[int, Field(ge=1, le=366)] = 90

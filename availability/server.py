@@ -38,6 +38,7 @@ from availability.core.deadlines import DeadlinePolicy
 from availability.core.keys import KeySchema
 from availability.core.ports import Upstream
 from availability.core.ttl import TieredTtl
+from availability.core.windows import FetchWindows
 from availability.resilience.breaker import BreakerState, CircuitBreaker, SharedBreakerState
 from availability.resilience.budget import BudgetedUpstream
 from availability.resilience.retries import RetryBudget, RetryingUpstream
@@ -226,6 +227,7 @@ async def open_service(
                 settings.cache_url,
                 clock=clock,
                 rate_limit=settings.calcom_rate_limit,
+                background_share=settings.budget_background_share,
                 keys=keys,
                 max_local_buckets=settings.local_cache_buckets,
                 max_memory_entries=settings.memory_cache_entries,
@@ -258,6 +260,12 @@ async def open_service(
             unknown_event_type_ttl=settings.unknown_event_type_ttl,
             max_pending_misses=settings.max_pending_misses,
             observer=metrics,
+            windows=(
+                FetchWindows(near_days=settings.ttl_near_days, far_days=settings.far_window_days)
+                if settings.fetch_windows
+                else None
+            ),
+            refresh_ahead=settings.refresh_ahead,
         )
         stack.push_async_callback(cache.close)
 

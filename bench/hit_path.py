@@ -52,7 +52,7 @@ from availability.adapters.stores.memory import MemoryStore
 from availability.core.cache import SlotCache, SlotsQuery
 from availability.core.clock import ManualClock
 from availability.core.observe import NO_OBSERVER, CacheObserver
-from availability.core.ports import EventTypeInfo
+from availability.core.ports import EventTypeInfo, Priority
 from availability.core.slots import Slot
 from availability.sandbox import SandboxCalendar, default_calendar
 from availability.transport.grpc.observing import ObservingInterceptor
@@ -79,6 +79,7 @@ class CalendarUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         lo = int(datetime.combine(first_day, day_time(), UTC).timestamp())
         hi = int(datetime.combine(last_day, day_time(), UTC).timestamp()) + 86_399

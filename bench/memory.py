@@ -23,7 +23,7 @@ from availability.adapters.stores.memory import MemoryStore
 from availability.core.cache import SlotCache, SlotsQuery
 from availability.core.clock import ManualClock
 from availability.core.local_days import DAY
-from availability.core.ports import EventTypeInfo
+from availability.core.ports import EventTypeInfo, Priority
 from availability.core.slots import Slot
 from availability.transport.grpc.wire import encode_slots_response
 
@@ -44,6 +44,7 @@ class GridUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         out: dict[date, list[Slot]] = {}
         day = first_day

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
@@ -20,6 +21,9 @@ from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.helpers.redis_db import MISSING_REDIS, redis_server_binary
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday, before anyone's working hours
+
+PER_DAY: dict[str, Any] = {"fetch_windows": False, "refresh_ahead": 0.0}
+"""Settings that make the service fetch only the days read (see ``settings``)."""
 
 
 @pytest.fixture
@@ -35,12 +39,17 @@ async def sandbox(clock: ManualClock) -> AsyncIterator[RunningSandbox]:
 
 @pytest.fixture
 def settings(sandbox: RunningSandbox) -> Settings:
+    """The service against the sandbox, fetching only the days read and refreshing
+    nothing ahead: server tests count calls per day read and expect a day nobody read
+    to be cold. Whole windows and refresh-ahead (on by default) have their own tests,
+    with the defaults (tests/test_windows_and_refresh.py)."""
     return Settings(
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         calcom_url=sandbox.url,
         shutdown_grace=1,
         shutdown_drain=0,
+        **PER_DAY,
     )
 
 

@@ -38,7 +38,7 @@ from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
-from tests.conftest import NOW
+from tests.conftest import NOW, PER_DAY
 from tests.helpers.fault_proxy import FaultProxy
 from tests.test_server import ALICE_30, answer_starts, request, truth, ts
 
@@ -162,6 +162,7 @@ def settings(proxy: FaultProxy) -> Settings:
         calcom_url=proxy.url,
         shutdown_grace=1,
         shutdown_drain=0,
+        **PER_DAY,  # "a cold bucket" is a day nobody read
     )
 
 

@@ -117,9 +117,11 @@ from availability.core.leases import lease_token, polls
 from availability.core.local_days import DAY, LocalDay, SlotRun, group_by_local_date, utc_days
 from availability.core.observe import NO_OBSERVER, CacheObserver, LookupResult
 from availability.core.ports import (
+    BudgetExhausted,
     CacheStore,
     EventTypeNotFound,
     Overloaded,
+    Priority,
     Upstream,
     UpstreamError,
     UpstreamUnavailable,
@@ -133,6 +135,7 @@ from availability.core.versions import (
     current_versions,
     version_layout,
 )
+from availability.core.windows import FetchWindows
 
 __all__ = [
     "Freshness",
@@ -295,7 +298,15 @@ class SlotCache:
         unknown_event_type_ttl: float = 60.0,
         max_pending_misses: int = 250,
         observer: CacheObserver = NO_OBSERVER,
+        windows: FetchWindows | None = None,
+        refresh_ahead: float = 0.0,
     ) -> None:
+        """``windows``: fetch whole windows on a miss (:mod:`availability.core.windows`;
+        None: only the days read). ``refresh_ahead``: the last share of a bucket's TTL in
+        which a read refreshes it (and its window) in the background, on the budget's
+        background share (0: buckets simply expire)."""
+        if not 0.0 <= refresh_ahead < 1.0:
+            raise ValueError("refresh_ahead must be in [0, 1)")
         self._upstream = upstream
         self._store = store
         self._clock = clock
@@ -312,6 +323,12 @@ class SlotCache:
         self._failures = FailureMemory(clock=clock, ttl=failure_memory)
         self._max_pending_misses = max_pending_misses
         self._pending_misses = 0
+        self._windows = windows
+        self._refresh_ahead = refresh_ahead
+        self._refreshing: set[tuple[int, int, date]] = set()
+        """(event type, duration, first day) of each refresh ahead in the air."""
+        self.refreshes_ahead = 0
+        """Background refreshes begun for buckets read shortly before they expire (metrics)."""
         self.shed = 0
         """Misses refused at once because too many were waiting for Cal.com (for metrics)."""
         self.generation = 0
@@ -384,8 +401,13 @@ class SlotCache:
         midnight (the days read change); the range ends; the event type's
         host record expires (its hosts, hence its versions, may change).
         """
+        ahead = self._refresh_ahead
         until = min(
-            *(u.bucket.expires_at for u in used),
+            # A read past the refresh point must take the normal path: it starts the refresh.
+            *(
+                u.bucket.expires_at - ahead * (u.bucket.expires_at - u.bucket.fetched_at)
+                for u in used
+            ),
             (now // DAY + 1) * DAY,
             query.end,
             self._directory.fresh_until(query.event_type_id),
@@ -534,6 +556,8 @@ class SlotCache:
         used: list[_Used | None] = [None] * len(days)
         stale: dict[int, Bucket] = {}
         needs: list[tuple[int, _Need]] = []
+        ahead = self._refresh_ahead
+        due: list[date] = []
         for i, day in enumerate(days):
             bucket = buckets[i]
             previous = None
@@ -544,6 +568,10 @@ class SlotCache:
                     used[i] = _Used(bucket, Source.CACHE)
                     if self._count_served:  # inline: this is the hit path, per bucket
                         bucket.served += 1
+                    if ahead and now >= bucket.expires_at - ahead * (
+                        bucket.expires_at - bucket.fetched_at
+                    ):
+                        due.append(day)
                     continue
                 else:
                     previous = bucket
@@ -557,10 +585,18 @@ class SlotCache:
         elif len(needs) < len(days):
             observer.lookups("hit", len(days) - len(needs))
         if needs:
+            extras = await self._window_needs(query, hosts, days, [n.day for _, n in needs])
             results, joined = await self._fill(
-                query, hosts, [need for _, need in needs], [i in stale for i, _ in needs], deadline
+                query,
+                hosts,
+                [need for _, need in needs],
+                [i in stale for i, _ in needs],
+                deadline,
+                extras,
             )
             self._settle(query, used, needs, results, joined, stale)
+        elif due:
+            self._refresh_ahead_of(query, hosts, due)
         return [u for u in used if u is not None], trusted_for
 
     async def _waited_for_blind_fetch(
@@ -653,7 +689,10 @@ class SlotCache:
             for day, key, stamp in zip(days, bucket_keys, stamps, strict=True)
         ]
         used: list[_Used | None] = [None] * len(days)
-        results, joined = await self._fill(query, None, needs, [False] * len(needs), deadline)
+        extras = await self._window_needs(query, None, days, days)
+        results, joined = await self._fill(
+            query, None, needs, [False] * len(needs), deadline, extras
+        )
         if not again and any(isinstance(r, _ReadAgain) for r in results):
             return _waited(await self._buckets_for(query, days, deadline, again=True))
         self._settle(query, used, list(enumerate(needs)), results, joined, {})
@@ -699,6 +738,102 @@ class SlotCache:
         if errors:
             raise errors[0]
 
+    def _window_span(self, days: Sequence[date]) -> tuple[date, date] | None:
+        """The first and last day of the windows ``days`` fall in (None: none does)."""
+        if self._windows is None:
+            return None
+        now = self._clock()
+        spans = [span for day in days if (span := self._windows.span(day, now)) is not None]
+        if not spans:
+            return None
+        return min(first for first, _ in spans), max(last for _, last in spans)
+
+    async def _window_needs(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int] | None,
+        days: Sequence[date],
+        missed: Sequence[date],
+    ) -> list[_Need]:
+        """Needs for the other days of the windows the ``missed`` days fall in (module
+        :mod:`availability.core.windows`): fetched in the same call, waited for by nobody.
+
+        Every day of the window is taken, cached ones too: a gap would split the call
+        in two, and a day already cached costs nothing more in it. One store read, on
+        misses only.
+        """
+        if query.fresh:
+            return []
+        span = self._window_span(missed)
+        if span is None:
+            return []
+        asked = set(days)
+        return [
+            need for need in await self._span_needs(query, hosts, span) if need.day not in asked
+        ]
+
+    async def _span_needs(
+        self, query: SlotsQuery, hosts: Sequence[int] | None, span: tuple[date, date]
+    ) -> list[_Need]:
+        """A need for every day of ``span``, under its current stamp (without the hosts'
+        versions when ``hosts`` is None), with the cached bucket it would replace."""
+        first, last = span
+        count = (last - first).days + 1
+        window = [first + timedelta(days=i) for i in range(count)]
+        et = query.event_type_id
+        layout = self._versions(et, hosts or (), window)
+        keys = _bucket_keys(self._keys, et, query.duration_minutes, first, count)
+        buckets, versions = await self._store.read(
+            keys if hosts is not None else [], layout.keys, StampCheck(layout, self._clock())
+        )
+        stamps = layout.stamps(
+            await current_versions(
+                self._store, layout.keys, versions, self._seed, self._version_ttl
+            )
+        )
+        needs = []
+        for i, day in enumerate(window):
+            bucket = buckets[i] if buckets else None
+            previous = bucket if bucket is not None and bucket.stamp == stamps[i] else None
+            needs.append(_Need(day, keys[i], stamps[i], previous))
+        return needs
+
+    def _refresh_ahead_of(self, query: SlotsQuery, hosts: Sequence[int], due: list[date]) -> None:
+        """Refresh buckets read in the last ``refresh_ahead`` of their TTL (and their
+        windows) in the background, so that a key read often never makes a caller wait.
+
+        A read in that last stretch is what tells a hot key from a cold one (XFetch's
+        idea, made deterministic: the first such read starts it, one refresh per window
+        at a time); a key nobody reads then simply expires. The fetch asks the budget
+        for its background share: interactive misses come first, and a refusal is not
+        remembered as a failure.
+        """
+        span = self._window_span(due) or (due[0], due[-1])
+        key = (query.event_type_id, query.duration_minutes, span[0])
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        self.refreshes_ahead += 1
+        self._start(self._refresh(query, hosts, span, key))
+
+    async def _refresh(
+        self,
+        query: SlotsQuery,
+        hosts: Sequence[int],
+        span: tuple[date, date],
+        key: tuple[int, int, date],
+    ) -> None:
+        try:
+            needs = await self._span_needs(query, hosts, span)
+            flights, _ = self._flights_for(query, hosts, needs, Priority.BACKGROUND)
+            pending = [f.future for f in flights if isinstance(f, _Flight)]
+            if pending:
+                await asyncio.wait(pending)
+        except Exception as exc:  # nobody waits for it: the bucket simply expires
+            logger.debug("refresh ahead failed: %s", exc)
+        finally:
+            self._refreshing.discard(key)
+
     def _versions(
         self, event_type_id: int, hosts: Sequence[int], days: Sequence[date]
     ) -> VersionLayout:
@@ -713,12 +848,23 @@ class SlotCache:
         needs: list[_Need],
         has_stale: list[bool],
         deadline: Deadline,
+        extras: Sequence[_Need] = (),
     ) -> tuple[list[Bucket | UpstreamError], list[bool]]:
         """One result per need (its bucket, or why it could not be had in time), and per
-        need whether it joined a fetch (or a remembered failure) rather than starting one."""
+        need whether it joined a fetch (or a remembered failure) rather than starting one.
+
+        ``extras``: more days of the needs' windows, fetched in the same calls; this
+        caller does not wait for them."""
         if self._pending_misses >= self._max_pending_misses:
             return self._shed(needs), [False] * len(needs)
-        flights, joined = self._flights_for(query, hosts, needs)
+        if not extras:
+            flights, joined = self._flights_for(query, hosts, needs)
+        else:
+            every = sorted([*needs, *extras], key=lambda need: need.day)
+            all_flights, all_joined = self._flights_for(query, hosts, every)
+            at = {need.day: i for i, need in enumerate(every)}
+            flights = [all_flights[at[need.day]] for need in needs]
+            joined = [all_joined[at[need.day]] for need in needs]
         return await self._await_flights(flights, has_stale, deadline), joined
 
     def _shed(self, needs: list[_Need]) -> list[Bucket | UpstreamError]:
@@ -733,6 +879,7 @@ class SlotCache:
         query: SlotsQuery,
         hosts: Sequence[int] | None,
         needs: list[_Need],
+        priority: Priority = Priority.INTERACTIVE,
     ) -> tuple[list[_Flight | UpstreamError], list[bool]]:
         """Join the fetch in the air for each need, or start one, or recall its failure
         (and say which needs joined).
@@ -776,7 +923,7 @@ class SlotCache:
             runs.append(run)
         for each in runs:
             self._start(
-                self._claim(query, hosts, each)
+                self._claim(query, hosts, each, priority)
                 if hosts is not None
                 else self._fetch_hosts_unknown(query, each)
             )
@@ -820,6 +967,7 @@ class SlotCache:
         query: SlotsQuery,
         hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        priority: Priority = Priority.INTERACTIVE,
     ) -> None:
         """Fetch a run of missing days, unless another replica already is.
 
@@ -843,7 +991,7 @@ class SlotCache:
                 fetch += await self._await_others(others)
                 fetch.sort(key=lambda item: item[0].day)
             await asyncio.gather(
-                *(self._fetch_run(query, hosts, part) for part in _adjacent(fetch))
+                *(self._fetch_run(query, hosts, part, priority) for part in _adjacent(fetch))
             )
 
     @contextlib.asynccontextmanager
@@ -890,7 +1038,13 @@ class SlotCache:
         now = self._clock()
         left = []
         for (need, future), bucket in zip(items, buckets, strict=True):
-            if bucket is not None and bucket.stamp == need.stamp and now < bucket.expires_at:
+            if (
+                bucket is not None
+                and bucket.stamp == need.stamp
+                and now < bucket.expires_at
+                # Newer than the copy this read saw: another replica stored it meanwhile.
+                and (need.previous is None or bucket.fetched_at > need.previous.fetched_at)
+            ):
                 future.set_result(bucket)
             else:
                 left.append((need, future))
@@ -946,11 +1100,12 @@ class SlotCache:
         query: SlotsQuery,
         hosts: Sequence[int],
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
+        priority: Priority = Priority.INTERACTIVE,
     ) -> None:
         """One upstream call for adjacent days, bounded by ``fetch_timeout`` (its own
         bound: whoever waits for it waits only as long as it may)."""
         started = self._clock()
-        fetched = await self._call_upstream(query, run, hosts_unknown=False)
+        fetched = await self._call_upstream(query, run, hosts_unknown=False, priority=priority)
         if fetched is not None:
             await self._deliver(query, hosts, run, self._buckets(run, fetched, started))
 
@@ -960,6 +1115,7 @@ class SlotCache:
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         *,
         hosts_unknown: bool,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]] | None:
         """Cal.com's slots for the run's days; None when it failed (the waiters are told)."""
         try:
@@ -969,9 +1125,15 @@ class SlotCache:
                 run[-1][0].day,
                 duration_minutes=query.duration_minutes,
                 timeout=self._fetch_timeout,
+                priority=priority,
             )
         except UpstreamError as exc:
-            await self._fetch_failed(query.event_type_id, run, exc, hosts_unknown=hosts_unknown)
+            # A refresh ahead refused its share of the budget is no failure of Cal.com's:
+            # a caller arriving next must not share it.
+            remember = not (priority is Priority.BACKGROUND and isinstance(exc, BudgetExhausted))
+            await self._fetch_failed(
+                query.event_type_id, run, exc, hosts_unknown=hosts_unknown, remember=remember
+            )
         except asyncio.CancelledError:
             for _, future in run:
                 future.set_exception(UpstreamUnavailable("the fetch was cancelled"))
@@ -1159,10 +1321,12 @@ class SlotCache:
         error: UpstreamError,
         *,
         hosts_unknown: bool,
+        remember: bool = True,
     ) -> None:
         """Tell the waiters, and remember: the next callers share the failure for a while."""
         for need, future in run:
-            self._failures.remember((need.key, need.stamp, hosts_unknown), error)
+            if remember:
+                self._failures.remember((need.key, need.stamp, hosts_unknown), error)
             future.set_exception(error)
         if isinstance(error, EventTypeNotFound):
             with contextlib.suppress(Exception):  # only a saving: the 404 is already told

@@ -41,6 +41,13 @@ __all__ = [
 # -- the upstream (Cal.com) --------------------------------------------------------
 
 
+class Priority(enum.IntEnum):
+    INTERACTIVE = 0
+    """A caller is waiting for this call."""
+    BACKGROUND = 1
+    """Nobody waits (refreshing a bucket ahead of its expiry): only a share of the budget."""
+
+
 class UpstreamError(Exception):
     """Base class. The message is safe to show to a caller: it never holds a secret."""
 
@@ -102,13 +109,16 @@ class Upstream(Protocol):
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         """Slots starting on the UTC days ``first_day`` .. ``last_day`` (both inclusive).
 
         Returns the slots grouped by the UTC date of their start, ascending;
         days without slots may be absent. ``duration_minutes`` 0 means the
         event type's default length. ``timeout`` bounds the whole call in
-        seconds (the caller's remaining deadline). Raises :class:`UpstreamError`.
+        seconds (the caller's remaining deadline). ``priority`` says whether a
+        caller waits for it (a budget spends its last share on those only).
+        Raises :class:`UpstreamError`.
         """
         ...
 
@@ -190,13 +200,6 @@ BUDGET_WINDOW = 62.0
 """Seconds of the budget's sliding window: Cal.com's 60 s plus a margin for travel
 time (a unit is taken before the call travels and Cal.com counts arrivals; without
 the margin the 121st call was measured arriving 59.99 s after the first)."""
-
-
-class Priority(enum.IntEnum):
-    INTERACTIVE = 0
-    """A caller is waiting for this call."""
-    BACKGROUND = 1
-    """Nobody waits (refreshing a stale bucket): only a share of the budget."""
 
 
 class Budget(Protocol):

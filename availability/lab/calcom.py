@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from availability.core.ports import EventTypeInfo, EventTypeNotFound
+from availability.core.ports import EventTypeInfo, EventTypeNotFound, Priority
 from availability.core.slots import Slot
 
 __all__ = ["SLOT_SECONDS", "SimulatedCalcom"]
@@ -67,6 +67,7 @@ class SimulatedCalcom:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         self.calls["slots"] += 1
         if event_type_id not in self.event_types:

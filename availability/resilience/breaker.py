@@ -63,6 +63,7 @@ from availability.core.ports import (
     CircuitOpen,
     EventTypeInfo,
     Overloaded,
+    Priority,
     Upstream,
     UpstreamError,
     UpstreamThrottled,
@@ -187,6 +188,7 @@ class CircuitBreaker:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         return await self._call(
             lambda: self._upstream.fetch_slots(
@@ -195,6 +197,7 @@ class CircuitBreaker:
                 last_day,
                 duration_minutes=duration_minutes,
                 timeout=timeout,
+                priority=priority,
             )
         )
 

@@ -42,9 +42,14 @@ class BudgetedUpstream:
         self._budget = budget
         self.denied = 0
         """Calls refused because the budget was spent (read by the metrics)."""
+        self.deferred = 0
+        """Background calls refused because only interactive ones may spend what is left."""
 
-    async def _spend(self) -> None:
-        if not await self._budget.acquire(Priority.INTERACTIVE):
+    async def _spend(self, priority: Priority = Priority.INTERACTIVE) -> None:
+        if not await self._budget.acquire(priority):
+            if priority is Priority.BACKGROUND:
+                self.deferred += 1
+                raise BudgetExhausted("the background share of the Cal.com budget is spent")
             self.denied += 1
             raise BudgetExhausted(
                 f"the Cal.com call budget ({self._budget.limit}/min, shared by all replicas) "
@@ -59,8 +64,9 @@ class BudgetedUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
-        await self._spend()
+        await self._spend(priority)
         try:
             return await self._upstream.fetch_slots(
                 event_type_id,
@@ -68,6 +74,7 @@ class BudgetedUpstream:
                 last_day,
                 duration_minutes=duration_minutes,
                 timeout=timeout,
+                priority=priority,
             )
         except UpstreamThrottled as exc:
             await self._throttled(exc)

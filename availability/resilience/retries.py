@@ -59,6 +59,7 @@ from availability.core.ports import (
     CircuitOpen,
     EventTypeInfo,
     Overloaded,
+    Priority,
     Upstream,
     UpstreamError,
     UpstreamThrottled,
@@ -162,10 +163,16 @@ class RetryingUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         return await self._call(
             lambda left: self._upstream.fetch_slots(
-                event_type_id, first_day, last_day, duration_minutes=duration_minutes, timeout=left
+                event_type_id,
+                first_day,
+                last_day,
+                duration_minutes=duration_minutes,
+                timeout=left,
+                priority=priority,
             ),
             timeout,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from availability.core.local_days import utc_day
-from availability.core.ports import EventTypeInfo, EventTypeNotFound, UpstreamError
+from availability.core.ports import EventTypeInfo, EventTypeNotFound, Priority, UpstreamError
 from availability.core.slots import Slot
 
 
@@ -24,6 +24,7 @@ class Call:
     last_day: date
     duration_minutes: int
     timeout: float | None = None
+    priority: Priority = Priority.INTERACTIVE
 
 
 class FakeUpstream:
@@ -57,8 +58,11 @@ class FakeUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
-        self.calls.append(Call(event_type_id, first_day, last_day, duration_minutes, timeout))
+        self.calls.append(
+            Call(event_type_id, first_day, last_day, duration_minutes, timeout, priority)
+        )
         # Snapshot the truth when the fetch *begins*, as Cal.com would answer.
         snapshot = list(self.truth.get(event_type_id, ()))
         self.started.set()

@@ -236,6 +236,9 @@ async def running_replicas(
         "AVAILABILITY_SHUTDOWN_DRAIN": "0",
         "AVAILABILITY_SHUTDOWN_GRACE": "1",
         "AVAILABILITY_LOG_LEVEL": "INFO",
+        # Only the days read (as the server tests' settings; see tests/conftest.py).
+        "AVAILABILITY_FETCH_WINDOWS": "false",
+        "AVAILABILITY_REFRESH_AHEAD": "0",
         **(env or {}),
     }
     if settings["AVAILABILITY_LOG_LEVEL"].upper() not in ("DEBUG", "INFO"):

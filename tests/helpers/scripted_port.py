@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 
-from availability.core.ports import EventTypeInfo, UpstreamError
+from availability.core.ports import EventTypeInfo, Priority, UpstreamError
 from availability.core.slots import Slot
 
 __all__ = ["Outcome", "ScriptedPort"]
@@ -48,6 +48,7 @@ class ScriptedPort:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         await self._answer(timeout)
         return {first_day: (Slot(1, 2),)}

@@ -33,6 +33,7 @@ from availability.adapters.observability.logs import log_fields
 from availability.core.ports import (
     EventTypeInfo,
     EventTypeNotFound,
+    Priority,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamThrottled,
@@ -184,6 +185,7 @@ class CalcomUpstream:
         *,
         duration_minutes: int = 0,
         timeout: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> Mapping[date, Sequence[Slot]]:
         """Slots starting on UTC days ``first_day`` .. ``last_day``, grouped by UTC start day.
 

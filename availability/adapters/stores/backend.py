@@ -41,6 +41,7 @@ async def open_cache_backend(
     clock: Clock,
     rate_limit: int,
     keys: KeySchema,
+    background_share: float = 0.8,
     max_local_buckets: int = 10_000,
     max_memory_entries: int = 1_000_000,
     trust: float = 0.0,
@@ -49,7 +50,8 @@ async def open_cache_backend(
         if urlsplit(cache_url).scheme == "memory":
             store = MemoryStore(clock=clock, max_entries=max_memory_entries)
             stack.push_async_callback(store.close)
-            yield CacheBackend(store, LocalBudget(rate_limit, clock=clock), None)
+            local = LocalBudget(rate_limit, clock=clock, background_share=background_share)
+            yield CacheBackend(store, local, None)
             return
         shared = RedisStore.from_url(cache_url)
         tiered = TieredStore(shared, clock=clock, max_local_buckets=max_local_buckets, trust=trust)
@@ -61,6 +63,7 @@ async def open_cache_backend(
             clock=clock,
             keys=keys,
             redis_down=lambda: tiered.degraded,
+            background_share=background_share,
         )
         await budget.start()
         stack.push_async_callback(budget.close)
