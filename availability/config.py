@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     """Adaptive policy: the shortest TTL it gives."""
     ttl_max: Seconds = 900.0
     """Adaptive policy: the longest TTL it gives."""
-    ttl_stale_cost: Annotated[float, Field(gt=0)] = 100.0
+    ttl_stale_cost: Annotated[float, Field(gt=0)] = 150.0
     """Adaptive policy: how many Cal.com calls one stale answer (a slot offered that an
     unreported booking took) is worth; higher means shorter TTLs."""
     max_stale: Annotated[float, Field(ge=0)] = 300.0

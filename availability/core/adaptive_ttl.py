@@ -49,6 +49,12 @@ Estimates, robust at low counts:
   towards the other event types' of its tier, so a rarely read event type
   borrows their rates until it has data of its own.
 
+What it buys (``availability lab``, README "The TTL lab"): on the seed's single-day
+workload with 90 % of bookings reported it sits at fixed 60 s's trade, within the
+lab's noise (spending TTL by read rate gains at most about 4 % there); it cuts
+staleness fivefold for twice the calls when nothing is reported, and lengthens
+TTLs when everything is.
+
 Limits: reads are counted per process, so behind one Redis with N replicas
 (each refresh sees only its own replica's hits) lambda is underestimated up to
 N-fold and the TTL up to sqrt(N) too long, within ``maximum``. Per-event-type
@@ -124,8 +130,8 @@ class AdaptiveTtl:
     """The tier rule, and each tier's TTL before anything is known (the prior)."""
     minimum: float = 15.0
     maximum: float = 900.0
-    stale_cost: float = 100.0
-    """Cal.com calls one stale answer is worth."""
+    stale_cost: float = 150.0
+    """Cal.com calls one stale answer is worth (the setting's default, chosen in the lab)."""
     read_half_life: float = 600.0
     change_half_life: float = 3 * 86_400.0
     prior_exposure: float = 86_400.0
