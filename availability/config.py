@@ -77,14 +77,26 @@ class Settings(BaseSettings):
     """Share of ``calcom_rate_limit`` that background refreshes may use (they run only
     while a window's calls stay below it, so interactive misses keep the rest)."""
 
+    ttl_policy: Literal["tiered", "adaptive"] = "tiered"
+    """How a cached day's TTL is chosen: ``tiered`` (the three tier TTLs below, fixed) or
+    ``adaptive`` (per event type and tier, from measured reads and unreported changes, within
+    ``ttl_min``..``ttl_max``; the tier TTLs are where each tier starts)."""
     ttl_empty: Seconds = 30.0
-    """Seconds a cached day with no slots is served before Cal.com is asked again."""
+    """Seconds a cached day with no slots is served before Cal.com is asked again (adaptive:
+    until its reads and changes are measured)."""
     ttl_near: Seconds = 60.0
-    """Seconds a cached day starting within ``ttl_near_days`` is served."""
+    """Seconds a cached day starting within ``ttl_near_days`` is served (adaptive: at first)."""
     ttl_far: Seconds = 300.0
-    """Seconds a cached later day is served."""
+    """Seconds a cached later day is served (adaptive: at first)."""
     ttl_near_days: Seconds = 7.0
     """A day starting sooner than this many days from now gets ``ttl_near``."""
+    ttl_min: Seconds = 15.0
+    """Adaptive policy: the shortest TTL it gives."""
+    ttl_max: Seconds = 900.0
+    """Adaptive policy: the longest TTL it gives."""
+    ttl_stale_cost: Annotated[float, Field(gt=0)] = 150.0
+    """Adaptive policy: how many Cal.com calls one stale answer (a slot offered that an
+    unreported booking took) is worth; higher means shorter TTLs."""
     fetch_windows: bool = True
     """On a miss, fetch the whole window the day falls in with one Cal.com call: the near
     window (days starting within ``ttl_near_days``) or the far one (the days after it up to
@@ -234,6 +246,12 @@ class Settings(BaseSettings):
     def _check_latency(self) -> Settings:
         if self.sandbox_latency_min > self.sandbox_latency_max:
             raise ValueError("sandbox_latency_min must not exceed sandbox_latency_max")
+        return self
+
+    @model_validator(mode="after")
+    def _check_ttl_bounds(self) -> Settings:
+        if self.ttl_min > self.ttl_max:
+            raise ValueError("ttl_min must not exceed ttl_max")
         return self
 
     @model_validator(mode="after")

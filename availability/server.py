@@ -32,12 +32,13 @@ from availability.adapters.observability.metrics import ServiceMetrics
 from availability.adapters.observability.tracing import TracingUnavailable, open_tracer
 from availability.adapters.stores.backend import CacheBackend, open_cache_backend
 from availability.config import Settings
+from availability.core.adaptive_ttl import AdaptiveTtl
 from availability.core.cache import SlotCache
 from availability.core.clock import Clock, system_clock
 from availability.core.deadlines import DeadlinePolicy
 from availability.core.keys import KeySchema
 from availability.core.ports import Upstream
-from availability.core.ttl import TieredTtl
+from availability.core.ttl import TieredTtl, TtlPolicy
 from availability.core.windows import FetchWindows
 from availability.resilience.breaker import BreakerState, CircuitBreaker, SharedBreakerState
 from availability.resilience.budget import BudgetedUpstream
@@ -69,6 +70,7 @@ __all__ = [
     "open_service",
     "resilient_upstream",
     "run",
+    "ttl_policy",
 ]
 
 logger = logging.getLogger("availability")
@@ -137,6 +139,24 @@ class Resilience:
     def upstream(self) -> Upstream:
         """What the cache calls."""
         return self.retries
+
+
+def ttl_policy(settings: Settings) -> TtlPolicy:
+    """The TTL policy ``AVAILABILITY_TTL_POLICY`` names, from the TTL settings."""
+    tiers = TieredTtl(
+        empty=settings.ttl_empty,
+        near=settings.ttl_near,
+        far=settings.ttl_far,
+        near_days=settings.ttl_near_days,
+    )
+    if settings.ttl_policy == "tiered":
+        return tiers
+    return AdaptiveTtl(
+        tiers,
+        minimum=settings.ttl_min,
+        maximum=settings.ttl_max,
+        stale_cost=settings.ttl_stale_cost,
+    )
 
 
 def resilient_upstream(
@@ -242,12 +262,7 @@ async def open_service(
             clock=clock,
             keys=keys,
             lease_ttl=settings.upstream_timeout,
-            ttl=TieredTtl(
-                empty=settings.ttl_empty,
-                near=settings.ttl_near,
-                far=settings.ttl_far,
-                near_days=settings.ttl_near_days,
-            ),
+            ttl=ttl_policy(settings),
             max_stale=settings.max_stale,
             fetch_timeout=settings.upstream_timeout,
             deadlines=DeadlinePolicy(

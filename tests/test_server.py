@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -13,9 +14,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
+from availability.config import Settings
+from availability.core.adaptive_ttl import AdaptiveTtl
 from availability.core.clock import ManualClock
+from availability.core.ttl import TieredTtl
 from availability.sandbox import RunningSandbox
-from availability.server import RunningService
+from availability.server import RunningService, ttl_policy
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.conftest import NOW
@@ -337,3 +341,31 @@ async def test_health_and_graceful_stop(
     response = await in_flight  # finished within the grace period
     assert response.days
     await stopping
+
+
+def test_the_ttl_policy_setting_picks_the_policy_from_the_ttl_settings() -> None:
+    tiers = TieredTtl(empty=20, near=45, far=200, near_days=3)
+
+    def settings(policy: Literal["tiered", "adaptive"]) -> Settings:
+        return Settings(
+            ttl_policy=policy,
+            ttl_empty=20,
+            ttl_near=45,
+            ttl_far=200,
+            ttl_near_days=3,
+            ttl_min=10,
+            ttl_max=100,
+            ttl_stale_cost=50,
+        )
+
+    assert ttl_policy(settings("tiered")) == tiers
+    adaptive = ttl_policy(settings("adaptive"))
+    assert isinstance(adaptive, AdaptiveTtl)
+    assert (adaptive.tiers, adaptive.minimum, adaptive.maximum, adaptive.stale_cost) == (
+        tiers,
+        10,
+        100,
+        50,
+    )
+    with pytest.raises(ValueError, match="ttl_min"):
+        Settings(ttl_min=100, ttl_max=10)

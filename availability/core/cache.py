@@ -127,7 +127,7 @@ from availability.core.ports import (
     UpstreamUnavailable,
 )
 from availability.core.slots import Slot
-from availability.core.ttl import TieredTtl
+from availability.core.ttl import TieredTtl, TtlPolicy
 from availability.core.versions import (
     StampCheck,
     VersionLayout,
@@ -284,7 +284,7 @@ class SlotCache:
         store: CacheStore,
         *,
         clock: Clock,
-        ttl: TieredTtl | None = None,
+        ttl: TtlPolicy | None = None,
         max_stale: float = 300.0,
         keys: KeySchema | None = None,
         version_ttl: float = 7 * DAY,
@@ -310,7 +310,7 @@ class SlotCache:
         self._upstream = upstream
         self._store = store
         self._clock = clock
-        self._ttl = ttl or TieredTtl()
+        self._ttl: TtlPolicy = ttl or TieredTtl()
         self._max_stale = max_stale
         self._keys = keys or KeySchema()
         self._version_ttl = version_ttl
@@ -1107,7 +1107,9 @@ class SlotCache:
         started = self._clock()
         fetched = await self._call_upstream(query, run, hosts_unknown=False, priority=priority)
         if fetched is not None:
-            await self._deliver(query, hosts, run, self._buckets(run, fetched, started))
+            await self._deliver(
+                query, hosts, run, self._buckets(query.event_type_id, run, fetched, started)
+            )
 
     async def _call_upstream(
         self,
@@ -1146,6 +1148,7 @@ class SlotCache:
 
     def _buckets(
         self,
+        event_type_id: int,
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         fetched: Mapping[date, Sequence[Slot]],
         started: float,
@@ -1153,7 +1156,7 @@ class SlotCache:
         entries: list[tuple[str, Bucket, float]] = []
         for need, _ in run:
             slots = tuple(sorted(fetched.get(need.day, ()), key=lambda s: s.start))
-            ttl = self._ttl.ttl(need.day, len(slots), started)
+            ttl = self._ttl.ttl(need.day, len(slots), started, event_type_id)
             bucket = Bucket(started, started + ttl, need.stamp, slots)
             entries.append((need.key, bucket, ttl + self._max_stale))
         return entries
@@ -1173,7 +1176,7 @@ class SlotCache:
         except Exception:
             # The answer is still right; only the next reader pays a fetch again.
             logger.warning("could not store %d bucket(s)", len(entries), exc_info=True)
-        self._compare_refreshed(run, entries, current)
+        self._compare_refreshed(query.event_type_id, run, entries, current)
         if query.fresh:
             # A fresh read replaces buckets that had not expired and were not invalidated:
             # answers built from them must not be reused any more than after an invalidation.
@@ -1219,7 +1222,7 @@ class SlotCache:
         fetched = await self._call_upstream(query, run, hosts_unknown=True)
         if fetched is None:
             return  # told to every waiter; a 404 costs no look-up
-        entries = self._buckets(run, fetched, started)
+        entries = self._buckets(query.event_type_id, run, fetched, started)
         for (need, _), (_, bucket, _) in zip(run, entries, strict=True):
             if need.early is not None and not need.early.done():
                 need.early.set_result(bucket)
@@ -1334,6 +1337,7 @@ class SlotCache:
 
     def _compare_refreshed(
         self,
+        event_type_id: int,
         run: list[tuple[_Need, asyncio.Future[Bucket]]],
         entries: list[tuple[str, Bucket, float]],
         current: list[tuple[str, Bucket, float]],
@@ -1347,6 +1351,7 @@ class SlotCache:
         for (need, _), (_, bucket, _) in zip(run, entries, strict=True):
             if need.previous is not None and id(bucket) in kept:
                 changed = _changed(need.previous, bucket)
+                self._ttl.refreshed(event_type_id, need.day, need.previous, bucket, changed)
                 # Taken, not read: a refetch of the same old bucket must not count them twice.
                 suspect = need.previous.served if changed else 0
                 if changed:

@@ -14,7 +14,7 @@ from availability.lab.workload import Workload
 
 __all__ = ["DEFAULT_POLICIES", "lab"]
 
-DEFAULT_POLICIES = ("fixed:45", "fixed:60", "fixed:300", "tiered")
+DEFAULT_POLICIES = ("fixed:45", "fixed:60", "fixed:300", "tiered", "adaptive")
 _DEFAULTS = Workload()
 
 
@@ -22,7 +22,8 @@ def lab(
     policy: Annotated[
         list[str] | None,
         typer.Option(
-            help="fixed:SECONDS or tiered, optionally @SHARE (its own reported share); repeat "
+            help="fixed:SECONDS, tiered or adaptive[:COST], optionally @SHARE (its own "
+            "reported share); repeat "
             f"[default: {' '.join(DEFAULT_POLICIES)}]"
         ),
     ] = None,

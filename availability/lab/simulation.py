@@ -27,6 +27,7 @@ from availability.adapters.stores.local_budget import LocalBudget
 from availability.adapters.stores.memory import MemoryStore
 from availability.core.cache import InvalidationScope, SlotCache, SlotsQuery, Source
 from availability.core.local_days import DAY, utc_day
+from availability.core.observe import LookupResult
 from availability.core.ports import UpstreamError
 from availability.lab.calcom import SLOT_SECONDS, SimulatedCalcom
 from availability.lab.policies import Policy
@@ -53,17 +54,37 @@ class Result:
     errors: int
     slot_calls: int
     event_type_calls: int
+    refreshes: int
+    """Buckets fetched again while still current (what an adaptive policy learns from)."""
+    changes_found: int
+    """Of those, the ones whose slots had changed: bookings nobody reported."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class _Tally:
+    """What callers got, and (as the cache's observer) what its refreshes found. Observing
+    also makes the cache count the answers each bucket served, which an adaptive policy
+    reads as the bucket's read rate."""
+
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.hits = 0
         self.stale = 0
         self.errors = 0
+        self.refreshes = 0
+        self.changes_found = 0
+
+    def lookups(self, result: LookupResult, count: int) -> None:
+        return None
+
+    def answered(self, source: Source, age: float) -> None:
+        return None
+
+    def refreshed(self, changed: bool, suspect_hits: int) -> None:
+        self.refreshes += 1
+        self.changes_found += changed
 
 
 def simulate(workload: Workload, policy: Policy) -> Result:
@@ -92,16 +113,17 @@ async def _simulate(workload: Workload, policy: Policy) -> Result:
         return EPOCH + loop.time()
 
     calcom = SimulatedCalcom(workload.event_types, workload.slots_per_day, workload.latency)
+    tally = _Tally()
     cache = SlotCache(
         BudgetedUpstream(calcom, LocalBudget(_RATE_LIMIT, clock=clock)),
         MemoryStore(),
         clock=clock,
         ttl=policy.ttl(),
+        observer=tally,
     )
     rng = random.Random(workload.seed + 2)
     event_types = list(calcom.event_types)
     weights = workload.weights()
-    tally = _Tally()
     tasks: set[asyncio.Task[None]] = set()
 
     def spawn(work: Any) -> None:
@@ -165,4 +187,6 @@ async def _simulate(workload: Workload, policy: Policy) -> Result:
         errors=tally.errors,
         slot_calls=calcom.calls["slots"],
         event_type_calls=calcom.calls["event_type"],
+        refreshes=tally.refreshes,
+        changes_found=tally.changes_found,
     )

@@ -31,3 +31,11 @@ def test_custom_tiers_and_validation() -> None:
     assert policy.longest == 3
     with pytest.raises(ValueError, match="near"):
         TieredTtl(near=0)
+
+
+def test_tiers_name_the_class_each_ttl_is_for() -> None:
+    policy = TieredTtl(empty=1, near=2, far=3, near_days=1)
+    assert policy.tier(date(2026, 11, 24), 0, NOW) == "empty"
+    assert policy.tier(date(2026, 11, 24), 1, NOW) == "near"
+    assert policy.tier(date(2026, 11, 25), 1, NOW) == "far"
+    assert [policy.of(t) for t in ("empty", "near", "far")] == [1, 2, 3]

@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from availability.cli import app
+from availability.config import Settings
+from availability.core.adaptive_ttl import AdaptiveTtl
 from availability.lab import Workload, parse_policy, predict, simulate
 from availability.lab.workload import HOUR
 
@@ -83,6 +85,34 @@ def test_poisson_arrivals_follow_the_configured_rates() -> None:
     assert abs(peak / workload.days - 10 * 120) < 60  # 10 a minute for two hours
 
 
+def test_adaptive_runs_the_real_policy_from_the_settings_defaults() -> None:
+    policy = parse_policy("adaptive@0.5")
+    ttl = policy.ttl()
+    assert isinstance(ttl, AdaptiveTtl)
+    defaults = Settings.model_fields
+    assert (ttl.minimum, ttl.maximum, ttl.stale_cost) == (
+        defaults["ttl_min"].default,
+        defaults["ttl_max"].default,
+        defaults["ttl_stale_cost"].default,
+    )
+    assert ttl.tiers.near == defaults["ttl_near"].default
+    assert (policy.name, policy.signaled, policy.fixed) == ("adaptive@0.5", 0.5, None)
+    assert policy.ttl() is not ttl  # it learns: a new one per run
+    assert parse_policy("adaptive:250").ttl().stale_cost == 250  # type: ignore[attr-defined]
+
+
+def test_adaptive_spends_fewer_calls_when_every_booking_is_reported() -> None:
+    # Nothing unreported to find: refreshes find no change and the TTL grows from the tier's;
+    # with every booking hidden, they find changes and it does not.
+    policy, tiered = parse_policy("adaptive"), simulate(WEEK, parse_policy("tiered"))
+    reported = simulate(Workload(days=7, signaled=1.0), policy)
+    silent = simulate(WEEK, policy)
+    assert reported.changes_found == 0 < silent.changes_found
+    assert reported.calls_per_day < 0.8 * tiered.calls_per_day
+    assert reported.stale_ratio < tiered.stale_ratio / 5
+    assert silent.calls_per_day > reported.calls_per_day * 1.2
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -91,6 +121,8 @@ def test_poisson_arrivals_follow_the_configured_rates() -> None:
         ("lru", "unknown"),
         ("fixed:60@2", "0..1"),
         ("tiered@x", "SHARE"),
+        ("adaptive:x", "adaptive:COST"),
+        ("adaptive:0", "positive"),
     ],
 )
 def test_bad_policies_are_refused_in_one_line(text: str, problem: str) -> None:
