@@ -5,7 +5,7 @@ Cal.com call, and a key read shortly before it expires is refreshed in the backg
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 import pytest
@@ -35,7 +35,7 @@ async def defaults(sandbox: RunningSandbox, clock: ManualClock) -> AsyncIterator
         yield service
 
 
-def day(n: int) -> tuple[object, object]:
+def day(n: int) -> tuple[datetime, datetime]:
     start = NOW + timedelta(days=n)
     return start, start + timedelta(days=1)
 

@@ -29,17 +29,27 @@ from availability.core.cache import InvalidationScope, SlotCache, SlotsQuery, So
 from availability.core.local_days import DAY, utc_day
 from availability.core.observe import LookupResult
 from availability.core.ports import UpstreamError
+from availability.core.windows import FetchWindows
 from availability.lab.calcom import SLOT_SECONDS, SimulatedCalcom
 from availability.lab.policies import Policy
 from availability.lab.timeskip import run
 from availability.lab.workload import Workload
 from availability.resilience.budget import BudgetedUpstream
 
-__all__ = ["EPOCH", "Result", "policy_workload", "simulate"]
+__all__ = ["EPOCH", "Features", "Result", "policy_workload", "simulate"]
 
 EPOCH = datetime(2026, 11, 23, tzinfo=UTC).timestamp()
 """Virtual time 0: a Monday, 00:00 UTC."""
 _RATE_LIMIT = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """The service's budget savers, off by default so that fixed TTLs meet the closed
+    form (which knows neither): whole windows per call and refresh-ahead."""
+
+    windows: FetchWindows | None = None
+    refresh_ahead: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +97,9 @@ class _Tally:
         self.changes_found += changed
 
 
-def simulate(workload: Workload, policy: Policy) -> Result:
+def simulate(workload: Workload, policy: Policy, features: Features | None = None) -> Result:
     """Run ``workload`` under ``policy``; deterministic for a given workload seed."""
-    return run(_simulate(policy_workload(workload, policy), policy))
+    return run(_simulate(policy_workload(workload, policy), policy, features or Features()))
 
 
 def policy_workload(workload: Workload, policy: Policy) -> Workload:
@@ -106,7 +116,7 @@ def _events(workload: Workload) -> Iterator[tuple[float, str]]:
     return heapq.merge(queries, bookings)
 
 
-async def _simulate(workload: Workload, policy: Policy) -> Result:
+async def _simulate(workload: Workload, policy: Policy, features: Features) -> Result:
     loop = asyncio.get_running_loop()
 
     def clock() -> float:
@@ -120,6 +130,8 @@ async def _simulate(workload: Workload, policy: Policy) -> Result:
         clock=clock,
         ttl=policy.ttl(),
         observer=tally,
+        windows=features.windows,
+        refresh_ahead=features.refresh_ahead,
     )
     rng = random.Random(workload.seed + 2)
     event_types = list(calcom.event_types)
