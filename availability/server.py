@@ -283,6 +283,7 @@ async def open_service(
             refresh_ahead=settings.refresh_ahead,
         )
         stack.push_async_callback(cache.close)
+        _expose_cache(metrics, cache, resilience)
 
         tokens = _tokens(settings)
         # Auth is checked by the servicer itself (and for unregistered methods by
@@ -349,6 +350,31 @@ async def open_service(
             yield running
         finally:
             await running.stop(settings.shutdown_grace, settings.shutdown_drain)
+
+
+def _expose_cache(metrics: ServiceMetrics, cache: SlotCache, resilience: Resilience) -> None:
+    """The cache's own counters, read at scrape time like :func:`_expose_state`'s."""
+    metrics.gauge(
+        "availability_pending_misses",
+        "Reads waiting for Cal.com right now (past AVAILABILITY_MAX_PENDING_MISSES new "
+        "misses are shed).",
+        lambda: cache.pending_misses,
+    )
+    metrics.counter(
+        "availability_misses_shed",
+        "Misses refused at once because too many reads were waiting for Cal.com.",
+        lambda: cache.shed,
+    )
+    metrics.counter(
+        "availability_refreshes_ahead",
+        "Background refreshes begun for buckets read shortly before they expire.",
+        lambda: cache.refreshes_ahead,
+    )
+    metrics.counter(
+        "availability_budget_deferred",
+        "Background Cal.com calls refused: only interactive misses may spend the rest.",
+        lambda: resilience.budgeted.deferred,
+    )
 
 
 def _expose_state(metrics: ServiceMetrics, resilience: Resilience, backend: CacheBackend) -> None:

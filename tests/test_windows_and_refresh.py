@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 
 from availability.config import Settings
@@ -17,6 +18,7 @@ from availability.server import RunningService, open_service
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.conftest import NOW
+from tests.test_metrics import scrape
 from tests.test_server import ALICE_30, answer_starts, request, truth
 
 
@@ -69,3 +71,7 @@ async def test_a_hot_day_is_refreshed_before_it_expires(
             await defaults.cache.idle()
         # One cold call, then one background refresh per TTL: no caller waited.
         assert sandbox.requests.calls("/v2/slots") == 1 + 4
+    async with httpx.AsyncClient(base_url=defaults.http_url) as http:
+        exposed = await scrape(http)
+    assert exposed.total("availability_refreshes_ahead_total") == 4
+    assert exposed.total("availability_budget_deferred_total") == 0
