@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from availability.core.observe import LookupResult
 from availability.core.ports import UpstreamError
 from availability.core.windows import FetchWindows
 from availability.lab.calcom import SLOT_SECONDS, SimulatedCalcom
+from availability.lab.eager import EagerRuns
 from availability.lab.policies import Policy
 from availability.lab.timeskip import run
 from availability.lab.workload import Workload
@@ -135,13 +137,8 @@ async def _simulate(workload: Workload, policy: Policy, features: Features) -> R
     )
     rng = random.Random(workload.seed + 2)
     event_types = list(calcom.event_types)
-    weights = workload.weights()
-    tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(work: Any) -> None:
-        task = asyncio.create_task(work)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    # Cumulative once, not per event: ``choices`` draws the same either way.
+    cum_weights = list(itertools.accumulate(workload.weights()))
 
     def pick_day() -> datetime:
         today = utc_day(clock())
@@ -159,7 +156,12 @@ async def _simulate(workload: Workload, policy: Policy, features: Features) -> R
         tally.latencies.append(loop.time() - asked)
         if answer.freshness.source is Source.CACHE:
             tally.hits += 1
-        if any(calcom.is_taken(event_type_id, s.start) for d in answer.days for s in d.slots):
+        # The slots offered are the bucket slices the answer's days are made of.
+        if any(
+            calcom.any_taken(event_type_id, run.bucket.starts[run.first : run.last])
+            for day in answer.days
+            for run in day.runs
+        ):
             tally.stale += 1
 
     async def report(event_type_id: int, start: int) -> None:
@@ -169,19 +171,52 @@ async def _simulate(workload: Workload, policy: Policy, features: Features) -> R
         except UpstreamError:
             tally.errors += 1
 
-    for at, kind in _events(workload):
-        if at > loop.time():
-            await asyncio.sleep(at - loop.time())
-        [event_type_id] = rng.choices(event_types, weights)
-        day = pick_day()
-        if kind == "query":
-            spawn(ask(event_type_id, day.timestamp()))
-        else:
-            start = calcom.book(event_type_id, day.date(), rng)
-            if rng.random() < workload.signaled:
-                spawn(report(event_type_id, start))
-    while tasks:
-        await asyncio.gather(*list(tasks))
+    # The events are played from timer callbacks rather than by a task sleeping between
+    # them (a future and a wake-up less per event); each timer is set the same way
+    # ``asyncio.sleep`` sets it, so virtual time takes exactly the same values.
+    events = _events(workload)
+    runs = EagerRuns()
+
+    def play(kind: str) -> None:
+        try:
+            play_due(kind)
+        except BaseException as exc:  # a timer callback's error would only be logged
+            runs.fail(exc)
+            raise
+
+    def play_due(kind: str) -> None:
+        started: list[Coroutine[Any, Any, None]] = []
+        while True:
+            [event_type_id] = rng.choices(event_types, cum_weights=cum_weights)
+            day = pick_day()
+            if kind == "query":
+                started.append(ask(event_type_id, day.timestamp()))
+            else:
+                start = calcom.book(event_type_id, day.date(), rng)
+                if rng.random() < workload.signaled:
+                    started.append(report(event_type_id, start))
+            upcoming = next(events, None)
+            if upcoming is None:
+                break
+            at, kind = upcoming
+            if at > loop.time():
+                loop.call_later(at - loop.time(), play, kind)
+                break
+        # Started once the events due now are all played and the next one is timed, where
+        # tasks created for them would have started.
+        for coro in started:
+            runs.start(coro)
+        if upcoming is None:
+            runs.close()
+
+    first = next(events, None)
+    if first is None:
+        runs.close()
+    elif first[0] > loop.time():
+        loop.call_later(first[0] - loop.time(), play, first[1])
+    else:
+        play(first[1])
+    await runs.finished
     await cache.close()
 
     answers = len(tally.latencies)
