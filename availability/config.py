@@ -178,7 +178,8 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 64 * 1024
     """Largest gRPC request message; larger ones get RESOURCE_EXHAUSTED."""
     max_concurrent_rpcs: Annotated[int, Field(ge=1)] = 1000
-    """RPCs served at once; more get RESOURCE_EXHAUSTED at once instead of queueing."""
+    """RPCs served at once; more get RESOURCE_EXHAUSTED at once instead of queueing. Fast-lane
+    hits take no slot (they wait for nothing): they are answered even then."""
 
     @field_validator("grpc_addr", "http_addr")
     @classmethod

@@ -205,7 +205,7 @@ async def one_config(cache: str, days: int, token: bool, args: argparse.Namespac
 
 
 _FIRST_WINDOW = 200
-_PORT = re.compile(r"serving (?:\S+ on )?(?:[\d.]+:)?(\d+)")
+_PORT = re.compile(r"serving (?:\S+ )?on (?:[\d.]+:)?(\d+)")
 _TOTALS = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 

@@ -7,8 +7,10 @@ made: the registered ones (:meth:`RpcObserver.registered`,
 :meth:`RpcObserver.fast_lane`) and whatever a generic handler returns
 (:meth:`RpcObserver.generic`: health, reflection, and the refusals of methods
 nobody registered). So every call that reaches a handler is counted and
-logged, refusals and aborts included. (Calls grpc itself turns away, beyond
-``maximum_concurrent_rpcs`` or for an unknown method, reach no handler.)
+logged, refusals and aborts included, and so are calls beyond
+``max_concurrent_rpcs``, which the observer refuses itself (grpc's own limiter
+would cost every call; fast-lane hits take no slot). (Calls for an unknown
+method reach no handler.)
 
 Per call it adds to plain numbers (:class:`~availability.adapters.observability.metrics.RpcCells`),
 and, when its logger is enabled for the call's level, writes one line with the
@@ -42,6 +44,7 @@ import inspect
 import itertools
 import logging
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextvars import ContextVar, Token
@@ -158,16 +161,21 @@ class RpcObserver:
         logged_services: Collection[str] = (),
         tracer: Tracer | None = None,
         hit_log_every: int = 1,
+        max_concurrent_rpcs: int | None = None,
     ) -> None:
         """RPCs of ``logged_services`` are logged at INFO, every other one (health
         checks every few seconds, reflection) at DEBUG. ``hit_log_every``: one fast-lane
-        hit in this many logs at INFO (0: none; see the module's docstring)."""
+        hit in this many logs at INFO (0: none; see the module's docstring).
+        ``max_concurrent_rpcs``: calls inside the watched handlers at once; one more is
+        answered RESOURCE_EXHAUSTED (counted and logged like every call). Enforced here
+        rather than by grpc, whose limiter costs every call, hits included."""
         if hit_log_every < 0:
             raise ValueError("hit_log_every must not be negative")
         self._metrics = metrics
         self._logged = frozenset(logged_services)
         self._tracer = tracer
         self._hit_log_every = hit_log_every
+        self._capacity = _Capacity(max_concurrent_rpcs)
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
         self._ids = _RequestIds()
 
@@ -258,6 +266,7 @@ class RpcObserver:
             name,
             logging.INFO if service in self._logged else logging.DEBUG,
             self._ids,
+            self._capacity,
         )
 
     def _wrapped_once(
@@ -353,19 +362,46 @@ class _RequestIds:
         return f"{self._prefix}-{next(self._count)}"
 
 
+class _Capacity:
+    """The bound on RPCs inside handlers at once, shared by every method watched.
+
+    Fast-lane hits take no slot: they await nothing, so each is over before any
+    other call runs, and refusing one would only turn away the cheapest answer."""
+
+    __slots__ = ("active", "limit", "refusal")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = sys.maxsize if limit is None else limit
+        self.active = 0
+        self.refusal = f"the server is serving {limit} calls at once; retry shortly"
+
+    async def take(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A slot, or RESOURCE_EXHAUSTED at once (never a queue). ``active -= 1`` frees it."""
+        if self.active >= self.limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.refusal)
+        self.active += 1
+
+
 class _Watcher:
     """The per-method part: counters, log level, names."""
 
-    __slots__ = ("cells", "ids", "level", "method", "service")
+    __slots__ = ("capacity", "cells", "ids", "level", "method", "service")
 
     def __init__(
-        self, cells: RpcCells, service: str, method: str, level: int, ids: _RequestIds
+        self,
+        cells: RpcCells,
+        service: str,
+        method: str,
+        level: int,
+        ids: _RequestIds,
+        capacity: _Capacity,
     ) -> None:
         self.cells = cells
         self.service = service
         self.method = method
         self.level = level
         self.ids = ids
+        self.capacity = capacity
 
     def call(self, context: grpc.aio.ServicerContext[Any, Any], traced: bool) -> _Call:
         # A failure logs at WARNING whatever the method's level (INFO or DEBUG, both
@@ -469,11 +505,16 @@ def _unary(
     tracer: Tracer | None,
     full_method: str,
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    capacity = watcher.capacity
     if tracer is None:
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with watcher.call(context, False):
-                return await behavior(request, context)
+                await capacity.take(context)
+                try:
+                    return await behavior(request, context)
+                finally:
+                    capacity.active -= 1
 
         return observed
 
@@ -491,7 +532,11 @@ def _unary(
             assert call.record is not None
             call.record.span = span
             call.record.tracer = tracer
-            return await behavior(request, context)
+            await capacity.take(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                capacity.active -= 1
 
     return traced_call
 
@@ -499,18 +544,27 @@ def _unary(
 def _streaming(behavior: Callable[..., Any], watcher: _Watcher) -> Callable[..., Any]:
     """Streaming handlers come in two shapes (an async generator, or a coroutine that
     writes through the context): the wrapper keeps the shape grpc dispatches on."""
+    capacity = watcher.capacity
     if inspect.isasyncgenfunction(behavior):
 
         async def generate(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with watcher.call(context, False):
-                responses: AsyncIterator[Any] = behavior(request, context)
-                async for response in responses:
-                    yield response
+                await capacity.take(context)
+                try:
+                    responses: AsyncIterator[Any] = behavior(request, context)
+                    async for response in responses:
+                        yield response
+                finally:
+                    capacity.active -= 1
 
         return generate
 
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         with watcher.call(context, False):
-            return await behavior(request, context)
+            await capacity.take(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                capacity.active -= 1
 
     return run

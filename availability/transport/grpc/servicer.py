@@ -231,8 +231,8 @@ def rpc_handlers(
 class ClosedMethods(grpc.GenericRpcHandler):
     """Methods nobody registered: refused as auth would refuse them, else UNIMPLEMENTED.
 
-    grpc consults generic handlers only for methods that are not registered, so
-    this costs the registered ones nothing. Without a token, an unknown method
+    The server consults it after the service's own handlers (see open_service),
+    so it costs the service's methods nothing. Without a token, an unknown method
     of the service looks like a known one (UNAUTHENTICATED): probing reveals nothing.
     """
 
