@@ -3,14 +3,13 @@
 There is no interceptor: grpc.aio runs every interceptor as a coroutine chain
 on every call, which alone costs a fast-lane hit a good share of its time.
 :class:`RpcObserver` wraps the handlers themselves instead, where they are
-made: the registered ones (:meth:`RpcObserver.registered`,
-:meth:`RpcObserver.fast_lane`) and whatever a generic handler returns
-(:meth:`RpcObserver.generic`: health, reflection, and the refusals of methods
-nobody registered). So every call that reaches a handler is counted and
-logged, refusals and aborts included, and so are calls beyond
-``max_concurrent_rpcs``, which the observer refuses itself (grpc's own limiter
-would cost every call; fast-lane hits take no slot). (Calls for an unknown
-method reach no handler.)
+made: the service's own (:meth:`RpcObserver.wrap`, :meth:`RpcObserver.fast_lane`)
+and whatever another generic handler returns (:meth:`RpcObserver.generic`:
+health, reflection, and the refusals of methods nobody registered). So every
+call that reaches a handler is counted and logged, refusals and aborts
+included, and so are calls beyond ``max_concurrent_rpcs``, which the observer
+refuses itself (grpc's own limiter would cost every call; fast-lane hits take
+no slot). (Calls for an unknown method reach no handler.)
 
 Per call it adds to plain numbers (:class:`~availability.adapters.observability.metrics.RpcCells`),
 and, when its logger is enabled for the call's level, writes one line with the
@@ -178,13 +177,6 @@ class RpcObserver:
         self._capacity = _Capacity(max_concurrent_rpcs)
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
         self._ids = _RequestIds()
-
-    def registered(
-        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-        """``handlers`` (by method name, as ``add_registered_method_handlers`` takes them),
-        each watched."""
-        return {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
 
     def generic(self, handler: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:
         """``handler``, every method handler it returns watched."""
