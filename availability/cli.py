@@ -164,7 +164,17 @@ def _exit_config(field: str, message: str) -> NoReturn:
 
 def _serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
-    return asyncio.run(run(settings))
+    with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+        return runner.run(run(settings))
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when the settings ask for it; None: asyncio's default."""
+    if not settings.uvloop:
+        return None
+    import uvloop  # noqa: PLC0415  (optional: imported only when it runs the service)
+
+    return uvloop.new_event_loop
 
 
 app.command(

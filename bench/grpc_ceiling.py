@@ -18,6 +18,19 @@ to bare for each round, and the median over the rounds. h2load counts HTTP
 real gRPC call before each load.
 
     .venv/bin/python bench/grpc_ceiling.py [--rounds 3] [--requests 15000] [--cache memory redis]
+        [--loop asyncio|uvloop]
+
+Both servers run on the same event loop (``--loop``, asyncio by default), so a
+ratio never credits uvloop to the service; run it once per loop to see what
+uvloop itself gives.
+
+``--instructions N`` measures instead what a noisy machine cannot disturb: both
+servers run under valgrind's callgrind (instrumentation switched on only while
+h2load sends sequential requests), and the instructions of N requests, less
+those of a first window of 200 (connection set-up, code seen for the first
+time), divided by N are each server's instructions per request. With Redis
+the trust window is stretched by valgrind's slowdown (50x, to 2.5 s), so that
+it renews after as many hits as at full speed. Needs valgrind.
 
 Needs h2load (Debian: nghttp2-client) and, for ``redis``, redis-server on PATH.
 """
@@ -27,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 import statistics
@@ -34,10 +48,11 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -97,20 +112,29 @@ def _framed(message: bytes) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def bare_server(response: bytes) -> AsyncIterator[int]:
-    """This file in ``--bare`` mode: a grpc.aio server returning ``response`` for METHOD."""
+async def bare_server(
+    response: bytes, loop: str, *, callgrind_out: Path | None = None
+) -> AsyncIterator[Any]:
+    """This file in ``--bare`` mode: a grpc.aio server returning ``response`` for METHOD,
+    on the same event loop (``asyncio`` or ``uvloop``) as the service it is compared with.
+    Yields its port, or with ``callgrind_out`` its :class:`_Callgrind` (run under it)."""
     with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as file:
         file.write(response)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--bare", file.name, stdout=asyncio.subprocess.PIPE
-    )
+    argv = [sys.executable, __file__, "--bare", file.name, "--loop", loop]
     try:
-        assert process.stdout is not None
-        port = int((await process.stdout.readline()).decode().split()[-1])
-        yield port
+        if callgrind_out is not None:
+            async with callgrind(argv, {}, callgrind_out) as server:
+                yield server
+            return
+        process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            port = int((await process.stdout.readline()).decode().split()[-1])
+            yield port
+        finally:
+            process.terminate()
+            await process.wait()
     finally:
-        process.terminate()
-        await process.wait()
         await asyncio.to_thread(Path(file.name).unlink)
 
 
@@ -151,7 +175,11 @@ async def one_config(cache: str, days: int, token: bool, args: argparse.Namespac
     request = pb.GetSlotsRequest(event_type_id=1001, time_zone="Europe/Berlin")
     request.start.FromDatetime(start)
     request.end.FromDatetime(start + timedelta(days=days))
-    env = {"AVAILABILITY_SANDBOX_LATENCY_MIN": "0", "AVAILABILITY_SANDBOX_LATENCY_MAX": "0"}
+    env = {
+        "AVAILABILITY_SANDBOX_LATENCY_MIN": "0",
+        "AVAILABILITY_SANDBOX_LATENCY_MAX": "0",
+        "AVAILABILITY_EVENT_LOOP": args.loop,
+    }
     if token:
         env["AVAILABILITY_API_TOKENS"] = f"{TOKEN}:reader"
     cache_url = "memory://" if cache == "memory" else flushed_url(15)
@@ -162,14 +190,126 @@ async def one_config(cache: str, days: int, token: bool, args: argparse.Namespac
             sandbox = await stack.enter_async_context(
                 serve_sandbox(latency=(0.0, 0.0), rate_limit_per_minute=None)
             )
+            if args.instructions:
+                await _instructions(
+                    cache, days, token, cache_url, sandbox.url, env, request, body, args
+                )
+                return
             (service,) = await stack.enter_async_context(
                 running_replicas(1, cache_url=cache_url, calcom_url=sandbox.url, env=env)
             )
             response = await checked_response(service.target, request, token)
-            bare_port = await stack.enter_async_context(bare_server(response))
+            bare_port = await stack.enter_async_context(bare_server(response, args.loop))
             await _rounds(
                 cache, days, token, int(service.target.rpartition(":")[2]), bare_port, body, args
             )
+
+
+_FIRST_WINDOW = 200
+_VALGRIND_SLOWDOWN = 50
+_PORT = re.compile(r"serving (?:\S+ )?on (?:[\d.]+:)?(\d+)")
+_TOTALS = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Callgrind:
+    pid: int
+    port: int
+    out: Path
+
+
+@contextlib.asynccontextmanager
+async def callgrind(argv: list[str], env: dict[str, str], out: Path) -> AsyncIterator[_Callgrind]:
+    """``argv`` under callgrind, instrumentation off until :func:`instructions` turns it on;
+    its port is read from its "serving" line."""
+    process = await asyncio.create_subprocess_exec(
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p",
+        *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    drain: asyncio.Task[bytes] | None = None
+    try:
+        port = None
+        while port is None:
+            line = (await process.stdout.readline()).decode(errors="replace")
+            if not line:
+                raise RuntimeError(f"{argv} did not start under valgrind")
+            if found := _PORT.search(line):
+                port = int(found.group(1))
+        drain = asyncio.create_task(process.stdout.read())  # a full pipe would block it
+        yield _Callgrind(process.pid, port, out)
+    finally:
+        process.terminate()
+        await process.wait()
+        if drain is not None:
+            await drain
+
+
+async def _control(server: _Callgrind, *argv: str) -> None:
+    done = await asyncio.create_subprocess_exec(
+        "callgrind_control", *argv, str(server.pid), stdout=asyncio.subprocess.DEVNULL
+    )
+    if await done.wait():
+        raise RuntimeError(f"callgrind_control {argv} failed")
+
+
+async def instructions(server: _Callgrind, body: Path, requests: int, token: bool) -> float:
+    """Instructions per sequential request: two windows, the first one subtracted."""
+    totals = []
+    for count in (_FIRST_WINDOW, _FIRST_WINDOW + requests):
+        await _control(server, "--instr=on")
+        await h2load(server.port, body, requests=count, clients=1, streams=1, token=token)
+        await _control(server, "--dump")
+        await _control(server, "--instr=off")
+        dumps = sorted(server.out.parent.glob(f"{server.out.name}.{server.pid}.*"))
+        text = await asyncio.to_thread(dumps[-1].read_text, errors="replace")
+        found = _TOTALS.search(text)
+        if found is None:
+            raise RuntimeError(f"no totals in {dumps[-1]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / requests
+
+
+async def _instructions(
+    cache: str,
+    days: int,
+    token: bool,
+    cache_url: str,
+    calcom_url: str,
+    env: dict[str, str],
+    request: pb.GetSlotsRequest,
+    body: Path,
+    args: argparse.Namespace,
+) -> None:
+    service_env = {
+        **env,
+        # Under valgrind a hit is ~50x slower: stretch the trust window as much, so a
+        # window still holds a few hundred hits before a read renews it, as at full speed.
+        "AVAILABILITY_LOCAL_TRUST": str(0.05 * _VALGRIND_SLOWDOWN),
+        "AVAILABILITY_CACHE_URL": cache_url,
+        "AVAILABILITY_CALCOM_URL": calcom_url,
+        "AVAILABILITY_GRPC_ADDR": "127.0.0.1:0",
+        "AVAILABILITY_HTTP_ADDR": "127.0.0.1:0",
+        "AVAILABILITY_SHUTDOWN_DRAIN": "0",
+        "AVAILABILITY_SHUTDOWN_GRACE": "1",
+    }
+    serve = [sys.executable, "-c", "from availability.cli import main; main()", "serve"]
+    with tempfile.TemporaryDirectory() as folder:
+        async with callgrind(serve, service_env, Path(folder) / "service") as service:
+            target = f"127.0.0.1:{service.port}"
+            response = await checked_response(target, request, token)
+            async with bare_server(
+                response, args.loop, callgrind_out=Path(folder) / "bare"
+            ) as bare:
+                ours = await instructions(service, body, args.instructions, token)
+                theirs = await instructions(bare, body, args.instructions, token)
+    print(
+        f"= {cache:>6} {days}d {'token' if token else 'open'}: {ours / 1000:.0f}k instructions "
+        f"per request, bare {theirs / 1000:.0f}k -> {ours / theirs:.2f}x "
+        f"({args.instructions} sequential requests, {args.loop})",
+        flush=True,
+    )
 
 
 async def _rounds(
@@ -203,16 +343,24 @@ async def _rounds(
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found: install it (Debian/Ubuntu: apt-get install valgrind)")
     if shutil.which("h2load") is None:
         raise SystemExit(
             "h2load not found: install it (Debian/Ubuntu: apt-get install nghttp2-client)"
         )
     started = time.monotonic()
+    print(f"# event loop {args.loop} (service and bare); load {_load()}", flush=True)
     for cache in args.cache:
         for days in args.days:
             for token in (False, True) if args.tokens else (False,):
                 await one_config(cache, days, token, args)
-    print(f"({time.monotonic() - started:.0f} s)")
+    print(f"({time.monotonic() - started:.0f} s; load {_load()})")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` prints them."""
+    return ", ".join(f"{each:.2f}" for each in os.getloadavg())
 
 
 def parse() -> argparse.Namespace:
@@ -228,12 +376,34 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--days", nargs="+", type=int, default=[1, 7])
     parser.add_argument("--no-tokens", dest="tokens", action="store_false")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instructions per request under callgrind, over N sequential requests",
+    )
+    parser.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=["asyncio", "uvloop"],
+        help="the event loop of both the service and the bare server",
+    )
     return parser.parse_args()
+
+
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if loop == "asyncio":
+        return None
+    import uvloop  # noqa: PLC0415  (optional)
+
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":
     arguments = parse()
     if arguments.bare:
-        asyncio.run(serve_bare(arguments.bare))
+        with asyncio.Runner(loop_factory=_loop_factory(arguments.loop)) as runner:
+            runner.run(serve_bare(arguments.bare))
     else:
         asyncio.run(main(arguments))

@@ -10,10 +10,11 @@ every variant alike):
    observer and with the Prometheus one (``ServiceMetrics``); and the wire
    encoding (``transport.grpc.wire.encode_slots_response``).
 2. **rpc**: a one-day GetSlots hit through a real grpc.aio server on
-   loopback (the service's servicer and interceptors), called back to back
-   by a grpc.aio client in the same process: *bare* (no metrics interceptor,
-   no observer: the code before metrics), *metrics* (the observing
-   interceptor and the observer, the canonical log line switched off), and
+   loopback (the service's servicer, normal path: no fast lane), called back
+   to back by a grpc.aio client in the same process: *bare* (no RPC observer,
+   no cache observer: the code before metrics), *metrics* (the RPC observer
+   wrapping the handlers and the cache observer, the canonical log line
+   switched off), and
    *metrics + log* (its JSON line written to /dev/null).
 3. **log line**: formatting and writing one canonical line alone.
 
@@ -55,7 +56,7 @@ from availability.core.observe import NO_OBSERVER, CacheObserver
 from availability.core.ports import EventTypeInfo, Priority
 from availability.core.slots import Slot
 from availability.sandbox import SandboxCalendar, default_calendar
-from availability.transport.grpc.observing import ObservingInterceptor
+from availability.transport.grpc.observing import RpcObserver
 from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
 from availability.transport.grpc.wire import encode_slots_response
 from availability.v1 import availability_pb2 as pb
@@ -180,12 +181,12 @@ async def grpc_server(observed: bool) -> AsyncIterator[pb_grpc.AvailabilityServi
     """The service's gRPC stack on a loopback port, over a warm in-memory cache."""
     clock = ManualClock(NOW)
     metrics = ServiceMetrics(process_metrics=False) if observed else None
-    interceptors: list[grpc.aio.ServerInterceptor] = []
-    if metrics is not None:
-        interceptors.append(ObservingInterceptor(metrics, logged_services=(SERVICE_NAME,)))
+    observer = None if metrics is None else RpcObserver(metrics, logged_services=(SERVICE_NAME,))
     slot_cache = cache(clock, NO_OBSERVER if metrics is None else metrics)
-    server = grpc.aio.server(interceptors=interceptors)
-    handlers = rpc_handlers(AvailabilityService(slot_cache, max_range_days=90, metrics=metrics))
+    server = grpc.aio.server()
+    handlers = rpc_handlers(
+        AvailabilityService(slot_cache, max_range_days=90, metrics=metrics), observer
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
     port = server.add_insecure_port("127.0.0.1:0")

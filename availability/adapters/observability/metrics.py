@@ -108,7 +108,7 @@ class Histogram:
 
 @dataclass(slots=True)
 class RpcCells:
-    """The counters of one gRPC method; the interceptor keeps a reference per method."""
+    """The counters of one gRPC method; the RPC observer keeps a reference per method."""
 
     labels: tuple[str, str, str]
     """grpc_service, grpc_method, grpc_type."""

@@ -39,7 +39,7 @@ from typing import Any
 from availability.core.buckets import Bucket
 from availability.core.cache import SlotsAnswer, Source
 from availability.core.clock import Clock
-from availability.transport.grpc.wire import encode_freshness
+from availability.transport.grpc.wire import encode_cache_freshness, fetched_at_field
 
 __all__ = ["HitMemo"]
 
@@ -49,6 +49,7 @@ class _Entry:
         "buckets",
         "days",
         "fetched_at",
+        "fetched_at_field",
         "generation",
         "note",
         "trusted_until",
@@ -67,6 +68,7 @@ class _Entry:
         # The buckets (for counting a reuse as hits on them), not the whole answer.
         self.buckets = answer.buckets
         self.fetched_at = fetched_at
+        self.fetched_at_field = fetched_at_field(fetched_at)
         self.valid_until = answer.valid_until
         self.days = days
         self.note = note
@@ -110,7 +112,7 @@ class HitMemo:
         self._entries.move_to_end(request)
         self.hits += 1
         age = max(0.0, now - entry.fetched_at)
-        response = entry.days + encode_freshness(Source.CACHE, entry.fetched_at, age)
+        response = entry.days + encode_cache_freshness(entry.fetched_at_field, age)
         return response, entry.buckets, entry.note, age
 
     def keep(

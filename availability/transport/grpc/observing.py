@@ -1,12 +1,15 @@
 """Watching every RPC: go-grpc-prometheus counters, one canonical log line, a span.
 
-:class:`ObservingInterceptor` is the first interceptor of the server, so the
-handler it receives is whatever the rest of the chain decided: the method's
-own, or another interceptor's refusal (UNAUTHENTICATED before the request is
-parsed). It wraps that handler, so every call that reaches a handler is
-counted and logged, refusals and aborts included. (Calls grpc itself turns
-away, beyond ``maximum_concurrent_rpcs`` or for an unknown method, never reach
-an interceptor.)
+There is no interceptor: grpc.aio runs every interceptor as a coroutine chain
+on every call, which alone costs a fast-lane hit a good share of its time.
+:class:`RpcObserver` wraps the handlers themselves instead, where they are
+made: the service's own (:meth:`RpcObserver.wrap`, :meth:`RpcObserver.fast_lane`)
+and whatever another generic handler returns (:meth:`RpcObserver.generic`:
+health, reflection, and the refusals of methods nobody registered). So every
+call that reaches a handler is counted and logged, refusals and aborts
+included, and so are calls beyond ``max_concurrent_rpcs``, which the observer
+refuses itself (grpc's own limiter would cost every call; fast-lane hits take
+no slot). (Calls for an unknown method reach no handler.)
 
 Per call it adds to plain numbers (:class:`~availability.adapters.observability.metrics.RpcCells`),
 and, when its logger is enabled for the call's level, writes one line with the
@@ -14,6 +17,18 @@ method, status, duration and what the servicer added through :func:`annotate`
 (event type, days, source, age, ...), the peer and a request id (the caller's
 ``x-request-id`` metadata, bounded, else one made here). With a tracer, unary
 calls also get a SERVER span that continues the caller's W3C ``traceparent``.
+
+The log policy, and why. A fast-lane hit (a repeated GetSlots answered from
+its encoded response, :mod:`availability.transport.grpc.hit_memo`) is the
+product and costs a few microseconds; formatting and writing its line costs
+more than serving it. So fast-lane hits are counted like every call (started,
+handled, the latency histogram, the cache's lookups and answers) but only one
+in ``hit_log_every`` gets its INFO line, marked ``sampled=N`` (it stands for
+N hits); each other hit logs at DEBUG, and one slower than
+:data:`SLOW_HIT_SECONDS` at INFO. Every other call (misses, normal-path hits,
+fresh reads, errors, refusals, invalidations) gets its line as before. With a
+tracer, fast-lane hits take the fully watched path (a span and a line each):
+tracing is for looking closely, not for the ceiling.
 
 Status names are go-grpc-prometheus' (``OK``, ``InvalidArgument``,
 ``Unauthenticated``, ...), in the metrics and in the log alike, so one can be
@@ -28,11 +43,12 @@ import inspect
 import itertools
 import logging
 import secrets
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -44,7 +60,15 @@ from availability.adapters.observability.metrics import RpcCells, ServiceMetrics
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["CODE_NAMES", "ObservingInterceptor", "annotate", "traced"]
+__all__ = [
+    "CODE_NAMES",
+    "SLOW_HIT_SECONDS",
+    "FastHit",
+    "FastLane",
+    "RpcObserver",
+    "annotate",
+    "traced",
+]
 
 logger = logging.getLogger("availability.rpc")
 
@@ -114,8 +138,20 @@ def traced(name: str) -> contextlib.AbstractContextManager[Any]:
     return tracing.internal_span(record.tracer, name, {})
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Counts, logs and traces every call that reaches a handler. Put it first."""
+FastHit: TypeAlias = tuple[bytes, Mapping[str, Any], float]
+"""A fast-lane answer: the response bytes, what its log line says about the request
+(event type, days, fresh), and the age of its oldest bucket."""
+FastLane: TypeAlias = Callable[[bytes, "grpc.aio.ServicerContext[bytes, bytes]"], FastHit | None]
+"""Answers a request from the fast lane without awaiting anything, or returns None (the
+normal path then takes the call, refusals included)."""
+
+SLOW_HIT_SECONDS: Final = 0.01
+"""A fast-lane hit this slow (a GC pause, a blocked loop: it awaits nothing) gets its
+INFO line whatever the sampling: one always looks at slow calls."""
+
+
+class RpcObserver:
+    """Counts, logs and traces every call that reaches a handler it wrapped."""
 
     def __init__(
         self,
@@ -123,48 +159,77 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         *,
         logged_services: Collection[str] = (),
         tracer: Tracer | None = None,
+        hit_log_every: int = 1,
+        max_concurrent_rpcs: int | None = None,
     ) -> None:
         """RPCs of ``logged_services`` are logged at INFO, every other one (health
-        checks every few seconds, reflection) at DEBUG."""
+        checks every few seconds, reflection) at DEBUG. ``hit_log_every``: one fast-lane
+        hit in this many logs at INFO (0: none; see the module's docstring).
+        ``max_concurrent_rpcs``: calls inside the watched handlers at once; one more is
+        answered RESOURCE_EXHAUSTED (counted and logged like every call). Enforced here
+        rather than by grpc, whose limiter costs every call, hits included."""
+        if hit_log_every < 0:
+            raise ValueError("hit_log_every must not be negative")
         self._metrics = metrics
         self._logged = frozenset(logged_services)
         self._tracer = tracer
+        self._hit_log_every = hit_log_every
+        self._capacity = _Capacity(max_concurrent_rpcs)
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
         self._ids = _RequestIds()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        # Handlers repeat (the later interceptors cache theirs): wrap each once. A refusal
-        # is a new handler every time; it is wrapped for its one call.
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            wrapped: grpc.RpcMethodHandler[Any, Any] = cached[1]
-            return wrapped
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def generic(self, handler: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:
+        """``handler``, every method handler it returns watched."""
+        return _ObservedGeneric(self, handler)
 
-    def _wrap(
+    def fast_lane(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler[bytes, bytes],
+        answer: FastLane,
+        normal: Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]],
+    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+        """A unary bytes-to-bytes method with a fast lane: ``answer`` first, counted and
+        logged as the module's docstring says; when it returns None, ``normal`` (the
+        rest of the method), watched like any call. ``handler``: the whole method (both
+        in one), which is what runs, fully watched, when there is a tracer."""
+        if self._tracer is not None:
+            return self.wrap(method, handler)
+        watcher = self._watcher(method, handler)
+        cells = watcher.cells
+        every = self._hit_log_every
+        ids = self._ids
+        slow = _unary(normal, watcher, None, method)
+        perf_counter = time.perf_counter
+        countdown = every
+
+        async def lane(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            nonlocal countdown
+            began = perf_counter()
+            hit = answer(raw, context)
+            if hit is None:
+                result: bytes = await slow(raw, context)
+                return result
+            seconds = perf_counter() - began
+            cells.started += 1
+            cells.finished("OK", seconds)
+            countdown -= 1
+            if countdown == 0:
+                countdown = every
+                _hit_line(logging.INFO, watcher, ids, context, seconds, hit, every)
+            elif seconds >= SLOW_HIT_SECONDS:
+                _hit_line(logging.INFO, watcher, ids, context, seconds, hit, None)
+            elif logger.isEnabledFor(logging.DEBUG):
+                _hit_line(logging.DEBUG, watcher, ids, context, seconds, hit, None)
+            return hit[0]
+
+        return grpc.unary_unary_rpc_method_handler(lane)
+
+    def wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        service, _, name = method.lstrip("/").rpartition("/")
-        kind = _grpc_type(service, name, handler)
-        watch = _Watcher(
-            self._metrics.rpc(service, name, kind),
-            service,
-            name,
-            logging.INFO if service in self._logged else logging.DEBUG,
-            self._ids,
-        )
+        """``handler`` of full ``method`` name, counted, logged and traced."""
+        watch = self._watcher(method, handler)
         options: dict[str, Any] = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -184,6 +249,79 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             _streaming(handler.stream_stream, watch), **options
         )
+
+    def _watcher(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> _Watcher:
+        service, _, name = method.lstrip("/").rpartition("/")
+        return _Watcher(
+            self._metrics.rpc(service, name, _grpc_type(service, name, handler)),
+            service,
+            name,
+            logging.INFO if service in self._logged else logging.DEBUG,
+            self._ids,
+            self._capacity,
+        )
+
+    def _wrapped_once(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        # Generic handlers mostly return the same handler per method (health's,
+        # reflection's): wrap each once. A refusal is a new handler every time; it is
+        # wrapped for its one call.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            wrapped: grpc.RpcMethodHandler[Any, Any] = cached[1]
+            return wrapped
+        wrapped = self.wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class _ObservedGeneric(grpc.GenericRpcHandler):
+    def __init__(self, observer: RpcObserver, inner: grpc.GenericRpcHandler) -> None:
+        self._observer = observer
+        self._inner = inner
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        return self._observer._wrapped_once(handler_call_details.method, handler)
+
+
+def _hit_line(
+    level: int,
+    watcher: _Watcher,
+    ids: _RequestIds,
+    context: grpc.aio.ServicerContext[Any, Any],
+    seconds: float,
+    hit: FastHit,
+    sampled: int | None,
+) -> None:
+    """A fast-lane hit's line: the fields of the normal path's, and ``sampled``."""
+    if not logger.isEnabledFor(level):
+        return
+    _, note, age = hit
+    logger.log(
+        level,
+        "%s OK",
+        watcher.method,
+        extra=log_fields(
+            service=watcher.service,
+            method=watcher.method,
+            status="OK",
+            duration_ms=round(seconds * 1000, 3),
+            **note,
+            source="cache",
+            age=round(age, 3),
+            fast_lane=True,
+            sampled=sampled,
+            error=None,
+            peer=context.peer(),
+            request_id=_request_id(context) or ids.next(),
+        ),
+    )
 
 
 def _grpc_type(service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> str:
@@ -216,19 +354,46 @@ class _RequestIds:
         return f"{self._prefix}-{next(self._count)}"
 
 
+class _Capacity:
+    """The bound on RPCs inside handlers at once, shared by every method watched.
+
+    Fast-lane hits take no slot: they await nothing, so each is over before any
+    other call runs, and refusing one would only turn away the cheapest answer."""
+
+    __slots__ = ("active", "limit", "refusal")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = sys.maxsize if limit is None else limit
+        self.active = 0
+        self.refusal = f"the server is serving {limit} calls at once; retry shortly"
+
+    async def take(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A slot, or RESOURCE_EXHAUSTED at once (never a queue). ``active -= 1`` frees it."""
+        if self.active >= self.limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.refusal)
+        self.active += 1
+
+
 class _Watcher:
     """The per-method part: counters, log level, names."""
 
-    __slots__ = ("cells", "ids", "level", "method", "service")
+    __slots__ = ("capacity", "cells", "ids", "level", "method", "service")
 
     def __init__(
-        self, cells: RpcCells, service: str, method: str, level: int, ids: _RequestIds
+        self,
+        cells: RpcCells,
+        service: str,
+        method: str,
+        level: int,
+        ids: _RequestIds,
+        capacity: _Capacity,
     ) -> None:
         self.cells = cells
         self.service = service
         self.method = method
         self.level = level
         self.ids = ids
+        self.capacity = capacity
 
     def call(self, context: grpc.aio.ServicerContext[Any, Any], traced: bool) -> _Call:
         # A failure logs at WARNING whatever the method's level (INFO or DEBUG, both
@@ -332,11 +497,16 @@ def _unary(
     tracer: Tracer | None,
     full_method: str,
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    capacity = watcher.capacity
     if tracer is None:
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with watcher.call(context, False):
-                return await behavior(request, context)
+                await capacity.take(context)
+                try:
+                    return await behavior(request, context)
+                finally:
+                    capacity.active -= 1
 
         return observed
 
@@ -354,7 +524,11 @@ def _unary(
             assert call.record is not None
             call.record.span = span
             call.record.tracer = tracer
-            return await behavior(request, context)
+            await capacity.take(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                capacity.active -= 1
 
     return traced_call
 
@@ -362,18 +536,27 @@ def _unary(
 def _streaming(behavior: Callable[..., Any], watcher: _Watcher) -> Callable[..., Any]:
     """Streaming handlers come in two shapes (an async generator, or a coroutine that
     writes through the context): the wrapper keeps the shape grpc dispatches on."""
+    capacity = watcher.capacity
     if inspect.isasyncgenfunction(behavior):
 
         async def generate(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with watcher.call(context, False):
-                responses: AsyncIterator[Any] = behavior(request, context)
-                async for response in responses:
-                    yield response
+                await capacity.take(context)
+                try:
+                    responses: AsyncIterator[Any] = behavior(request, context)
+                    async for response in responses:
+                        yield response
+                finally:
+                    capacity.active -= 1
 
         return generate
 
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         with watcher.call(context, False):
-            return await behavior(request, context)
+            await capacity.take(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                capacity.active -= 1
 
     return run

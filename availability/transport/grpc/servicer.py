@@ -4,7 +4,9 @@ Every failure leaves as a gRPC status with a message a caller can act on:
 never a stack trace, never a secret. What a call asked for and got (event
 type, days, source, age; an invalidation's reason and reach) goes into its
 one log line through :func:`~availability.transport.grpc.observing.annotate`;
-the interceptor writes it.
+the :class:`~availability.transport.grpc.observing.RpcObserver` that wraps the
+handlers (:func:`rpc_handlers`) writes it. A fast-lane hit annotates nothing:
+what its line would say comes back with the hit (:meth:`AvailabilityService.fast_answer`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from availability.core.ports import (
     UpstreamUnavailable,
 )
 from availability.transport.grpc.hit_memo import HitMemo
-from availability.transport.grpc.observing import annotate, traced
+from availability.transport.grpc.observing import FastHit, RpcObserver, annotate, traced
 from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_days, encode_freshness
@@ -77,19 +79,52 @@ class AvailabilityService:
         self._tokens = tokens if tokens is not None and len(tokens) else None
         self._metrics = metrics
 
+    @property
+    def fast_lane(self) -> bool:
+        """Whether repeated reads may be answered by :meth:`fast_answer`."""
+        return self._memo is not None
+
+    def fast_answer(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> FastHit | None:
+        """The fast lane: a repeated request's response, with its note and age, or None:
+        take the normal path (:meth:`read_slots`), which also refuses whom the tokens
+        refuse. Awaits nothing, so the caller may count it as one step."""
+        memo = self._memo
+        if memo is None:
+            return None
+        tokens = self._tokens
+        # A refused caller takes the normal path, which refuses it (counted and logged).
+        if tokens is not None:
+            # grpc.aio's Metadata iterates as (key, value) pairs; its stub does not say so.
+            metadata: Any = context.invocation_metadata()
+            if tokens.refusal(metadata, _GET_SLOTS) is not None:
+                return None
+        hit = memo.answer(raw, self._cache.generation)
+        if hit is None:
+            return None
+        response, buckets, note, age = hit
+        self._cache.reused(buckets, age)
+        return response, note, age
+
     async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
+        hit = self.fast_answer(raw, context)
+        if hit is not None:
+            response, note, age = hit
+            # The same fields as the normal path's line, from what the entry kept.
+            annotate(**note, source="cache", age=round(age, 3), fast_lane=True)
+            return response
+        return await self.read_slots(raw, context)
+
+    async def read_slots(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        """GetSlots without the fast lane: authorize, parse, validate, read the cache (and
+        keep what the fast lane may reuse)."""
         if self._tokens is not None:
             await _authorize(self._tokens, context, _GET_SLOTS)
         memo = self._memo
-        if memo is not None:
-            hit = memo.answer(raw, self._cache.generation)
-            if hit is not None:
-                response, buckets, note, age = hit
-                # The same fields as the normal path's line, from what the entry kept.
-                annotate(**note, source="cache", age=round(age, 3), fast_lane=True)
-                self._cache.reused(buckets, age)
-                return response
         request = await _parse(pb.GetSlotsRequest, raw, context)
         annotate(event_type_id=request.event_type_id)
         try:
@@ -166,24 +201,38 @@ class AvailabilityService:
         return remaining
 
 
-def rpc_handlers(service: AvailabilityService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The service's method handlers. GetSlots takes and returns bytes (parsed and
-    encoded by the servicer itself), so it has neither deserializer nor serializer."""
+def rpc_handlers(
+    service: AvailabilityService, observer: RpcObserver | None = None
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The service's method handlers, watched by ``observer`` if given (GetSlots with its
+    fast lane in front, see :meth:`RpcObserver.fast_lane`). GetSlots takes and returns
+    bytes (parsed and encoded by the servicer itself), so it has neither deserializer
+    nor serializer."""
+    # Bytes both ways: the servicer parses only what the fast lane does not answer.
+    get_slots: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.GetSlots
+    )
+    invalidate: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
+        service.InvalidateSlots,
+        response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
+    )
+    if observer is None:
+        return {"GetSlots": get_slots, "InvalidateSlots": invalidate}
     return {
-        # Bytes both ways: the servicer parses only what the fast lane does not answer.
-        "GetSlots": grpc.unary_unary_rpc_method_handler(service.GetSlots),
-        "InvalidateSlots": grpc.unary_unary_rpc_method_handler(
-            service.InvalidateSlots,
-            response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
+        "GetSlots": (
+            observer.fast_lane(_GET_SLOTS, get_slots, service.fast_answer, service.read_slots)
+            if service.fast_lane
+            else observer.wrap(_GET_SLOTS, get_slots)
         ),
+        "InvalidateSlots": observer.wrap(_INVALIDATE_SLOTS, invalidate),
     }
 
 
 class ClosedMethods(grpc.GenericRpcHandler):
     """Methods nobody registered: refused as auth would refuse them, else UNIMPLEMENTED.
 
-    grpc consults generic handlers only for methods that are not registered, so
-    this costs the registered ones nothing. Without a token, an unknown method
+    The server consults it after the service's own handlers (see open_service),
+    so it costs the service's methods nothing. Without a token, an unknown method
     of the service looks like a known one (UNAUTHENTICATED): probing reveals nothing.
     """
 

@@ -119,3 +119,20 @@ def test_enabled_without_opentelemetry_says_how_to_install_it(
         Settings(tracing=True)
     with pytest.raises(TracingUnavailable, match=re.escape(INSTALL_HINT)):
         open_tracer(True)
+
+
+async def test_with_tracing_a_fast_lane_hit_is_a_span_too(
+    stub: pb_grpc.AvailabilityServiceAsyncStub, exporter: InMemorySpanExporter
+) -> None:
+    day = request(1001, NOW, NOW + timedelta(days=1))
+    for _ in range(3):  # a miss, a normal-path hit (it makes the entry), a fast-lane hit
+        await stub.GetSlots(day)
+    name = "availability.v1.AvailabilityService/GetSlots"
+    for _ in range(500):
+        if len(named(exporter.get_finished_spans(), name)) == 3:
+            break
+        await asyncio.sleep(0.01)
+    spans = named(exporter.get_finished_spans(), name)
+    attributes = [dict(span.attributes or {}) for span in spans]
+    assert [a["availability.source"] for a in attributes] == ["upstream", "cache", "cache"]
+    assert [a.get("availability.fast_lane") for a in attributes] == [None, None, True]

@@ -18,7 +18,11 @@ from availability.core.clock import ManualClock
 from availability.sandbox import RunningSandbox
 from availability.server import RunningService
 from availability.transport.grpc.hit_memo import HitMemo
-from availability.transport.grpc.wire import encode_freshness
+from availability.transport.grpc.wire import (
+    encode_cache_freshness,
+    encode_freshness,
+    fetched_at_field,
+)
 from availability.v1 import availability_pb2 as pb
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.redis_db import flushed_url
@@ -65,9 +69,13 @@ def test_the_hand_encoded_freshness_is_protobufs_byte_for_byte() -> None:
             )
         )
     for source, fetched_at, age in cases:
-        assert encode_freshness(source, fetched_at, age) == protobufs_freshness(
-            source, fetched_at, age
-        )
+        expected = protobufs_freshness(source, fetched_at, age)
+        assert encode_freshness(source, fetched_at, age) == expected
+        if fetched_at is not None:  # the fast lane's form: fetched_at encoded once
+            kept = fetched_at_field(fetched_at)
+            assert encode_cache_freshness(kept, age) == protobufs_freshness(
+                Source.CACHE, fetched_at, age
+            )
 
 
 def memo_of(service: RunningService) -> HitMemo:

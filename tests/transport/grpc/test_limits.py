@@ -60,13 +60,21 @@ async def test_oversized_request_is_resource_exhausted(
 async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(
     limited: tuple[RunningService, Stub], sandbox: RunningSandbox
 ) -> None:
-    _, stub = limited
+    service, stub = limited
+    repeated = request(1003, *DAY)
+    for _ in range(3):  # a miss, a normal-path hit, a fast-lane hit
+        await stub.GetSlots(repeated)
     hold = sandbox.hold()
     busy = [asyncio.ensure_future(stub.GetSlots(request(et, *DAY))) for et in (1001, 1004)]
     await hold.arrived(2)  # both calls are inside the server, waiting on Cal.com
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetSlots(request(1002, *DAY))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A fast-lane hit takes no slot: the repeated request is still answered.
+    assert service.hit_memo is not None
+    hits = service.hit_memo.hits
+    assert (await stub.GetSlots(repeated)).days
+    assert service.hit_memo.hits == hits + 1
     hold.release()
     assert all(answer.days for answer in await asyncio.gather(*busy))
     assert (await stub.GetSlots(request(1002, *DAY))).days  # capacity is back
