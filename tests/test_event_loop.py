@@ -44,11 +44,9 @@ async def test_serve_runs_on_the_loop_it_is_given_and_serves_from_its_cache(loop
         ) as (replica,),
     ):
         week = request(1001, tomorrow, tomorrow + timedelta(days=7))
-        sources = [(await replica.stub.GetSlots(week, timeout=10)).freshness.source for _ in "abc"]
+        sources = [(await replica.stub.GetSlots(week, timeout=10)).freshness.source for _ in "abcd"]
         assert f"event_loop={loop}" in replica.log.text()
-    # A miss, a normal-path hit, a fast-lane hit.
-    assert sources == [
-        pb.Freshness.SOURCE_UPSTREAM,
-        pb.Freshness.SOURCE_CACHE,
-        pb.Freshness.SOURCE_CACHE,
-    ]
+    # A miss; a read that waits for the hosts' look-up behind it (or hits what it stored);
+    # a normal-path hit; a fast-lane hit.
+    assert sources[0] == pb.Freshness.SOURCE_UPSTREAM
+    assert sources[2:] == [pb.Freshness.SOURCE_CACHE, pb.Freshness.SOURCE_CACHE]
