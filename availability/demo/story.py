@@ -202,6 +202,10 @@ async def play(
                 on_scrape(snapshots[-1], truth)
             stop.set()
         sandbox.clear_faults()
+        # Background fetches (a window, a refresh ahead, a look-up behind a cold answer)
+        # may still be in the air: the sandbox counts a request before /metrics does.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.cache.idle(), 10.0)
         snapshots.append(await _settled(http, truth))
         on_scrape(snapshots[-1], truth)
         slot_requests = sandbox.requests.calls("/v2/slots")

@@ -10,7 +10,9 @@ they reveal nothing a client stub does not.
 A method of the service that the table below does not name needs a writer:
 a new RPC is closed until someone decides otherwise. Tokens are kept as
 their SHA-256 digests (one dict lookup: see :meth:`ApiTokens.role` for why
-that is safe) and never appear in a log or an error message. The servicer
+that is safe) and never appear in a log or an error message; header values
+that proved good are remembered as they came, so a repeat skips the parse
+and the digest (bounded, and safe: see :meth:`ApiTokens.refusal`). The servicer
 checks them itself, first thing in each handler, before a request's bytes
 are parsed: no interceptor, which grpc.aio would run on every call.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -61,6 +63,9 @@ class ApiTokens:
     """The configured tokens, kept only as their SHA-256 digests."""
 
     _roles: Mapping[bytes, Role]
+    _accepted: dict[str, Role] = field(default_factory=dict, compare=False)
+    """Header values already found good, by value: a repeat costs one dict lookup
+    instead of a parse and a digest (see :meth:`refusal` for why that is safe)."""
 
     def __len__(self) -> int:
         return len(self._roles)
@@ -82,8 +87,18 @@ class ApiTokens:
         required = required_role(method)
         if required is None:
             return None
-        token = _bearer(metadata)
-        role = None if token is None else self.role(token)
+        value = _authorization(metadata)
+        role = None if value is None else self._accepted.get(value)
+        if role is None and value is not None:
+            token = _bearer_token(value)
+            role = None if token is None else self.role(token)
+            # Only values that were good are kept (at most a few spellings per token, so
+            # the table stays bounded by what is configured): a wrong value never enters.
+            # A lookup of a wrong value compares it with a kept one only when their
+            # str hashes, keyed per process by Python's SipHash, collide: no timing
+            # tells how close a guess is.
+            if role is not None and len(self._accepted) < _SPELLINGS * len(self._roles):
+                self._accepted[value] = role
         if role is None:
             return (
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -100,12 +115,20 @@ class ApiTokens:
 _BEARER = "bearer "
 
 
-def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+_SPELLINGS = 4
+"""Header values kept per configured token (``Bearer x``, ``bearer x``, ...)."""
+
+
+def _authorization(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            if value[: len(_BEARER)].lower() == _BEARER:
-                return value[len(_BEARER) :].strip()
-            return None
+        if key == "authorization":
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _bearer_token(value: str) -> str | None:
+    if value[: len(_BEARER)].lower() == _BEARER:
+        return value[len(_BEARER) :].strip()
     return None
 
 

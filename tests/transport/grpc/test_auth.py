@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from availability.config import Settings
 from availability.server import RunningService
-from availability.transport.grpc.tokens import Role, load_api_tokens
+from availability.transport.grpc.tokens import SERVICE_NAME, Role, load_api_tokens
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
 from tests.conftest import NOW
@@ -211,3 +211,26 @@ def test_no_tokens_means_loopback_only(addr: str) -> None:
         Settings(**exposed, api_tokens=SecretStr(f"{WRITER}:writer"))
     for loopback in ("127.0.0.1:0", "127.8.9.10:0", "[::1]:0", "localhost:0"):
         Settings(grpc_addr=loopback, http_addr=loopback)
+
+
+def test_a_good_header_is_remembered_and_a_wrong_one_never_is() -> None:
+    tokens = load_api_tokens("r-secret:reader,w-secret:writer", None)
+    get_slots, invalidate = f"/{SERVICE_NAME}/GetSlots", f"/{SERVICE_NAME}/InvalidateSlots"
+    good = (("authorization", "Bearer r-secret"),)
+    assert tokens.refusal(good, get_slots) is None
+    assert tokens.refusal(good, get_slots) is None  # the second time from the table
+    assert tokens._accepted == {"Bearer r-secret": Role.READER}
+    # The remembered role still decides per method.
+    refused = tokens.refusal(good, invalidate)
+    assert refused is not None
+    assert refused[0] == grpc.StatusCode.PERMISSION_DENIED
+    for guess in ("Bearer r-secreT", "Bearer nope", "Basic r-secret", "r-secret"):
+        wrong = tokens.refusal((("authorization", guess),), get_slots)
+        assert wrong is not None
+        assert wrong[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert set(tokens._accepted) == {"Bearer r-secret"}
+    # Bounded by what is configured, however many spellings of good tokens arrive.
+    for i in range(20):
+        spelling = "bearer " + "r-secret" + " " * i
+        assert tokens.refusal((("authorization", spelling),), get_slots) is None
+    assert len(tokens._accepted) <= 4 * 2
