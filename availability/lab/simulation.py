@@ -21,7 +21,7 @@ import itertools
 import random
 from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from availability.adapters.stores.local_budget import LocalBudget
@@ -34,7 +34,7 @@ from availability.core.windows import FetchWindows
 from availability.lab.calcom import SLOT_SECONDS, SimulatedCalcom
 from availability.lab.eager import EagerRuns
 from availability.lab.policies import Policy
-from availability.lab.timeskip import run
+from availability.lab.timeskip import TimeSkippingLoop, run
 from availability.lab.workload import Workload
 from availability.resilience.budget import BudgetedUpstream
 
@@ -120,9 +120,8 @@ def _events(workload: Workload) -> Iterator[tuple[float, str]]:
 
 async def _simulate(workload: Workload, policy: Policy, features: Features) -> Result:
     loop = asyncio.get_running_loop()
-
-    def clock() -> float:
-        return EPOCH + loop.time()
+    assert isinstance(loop, TimeSkippingLoop)
+    clock = loop.clock(EPOCH)
 
     calcom = SimulatedCalcom(workload.event_types, workload.slots_per_day, workload.latency)
     tally = _Tally()
@@ -140,10 +139,17 @@ async def _simulate(workload: Workload, policy: Policy, features: Features) -> R
     # Cumulative once, not per event: ``choices`` draws the same either way.
     cum_weights = list(itertools.accumulate(workload.weights()))
 
-    def pick_day() -> datetime:
+    picked: dict[tuple[date, int], tuple[float, date]] = {}
+
+    def pick_day() -> tuple[float, date]:
+        """The day a query or booking is about: its midnight (UTC) and its date."""
         today = utc_day(clock())
         offset = 1 + (rng.randrange(workload.spread_days) if workload.spread_days > 1 else 0)
-        return datetime.combine(today + timedelta(days=offset), datetime.min.time(), UTC)
+        day = picked.get((today, offset))
+        if day is None:
+            midnight = datetime.combine(today + timedelta(days=offset), datetime.min.time(), UTC)
+            day = picked[today, offset] = (midnight.timestamp(), midnight.date())
+        return day
 
     async def ask(event_type_id: int, day_start: float) -> None:
         asked = loop.time()
@@ -188,11 +194,11 @@ async def _simulate(workload: Workload, policy: Policy, features: Features) -> R
         started: list[Coroutine[Any, Any, None]] = []
         while True:
             [event_type_id] = rng.choices(event_types, cum_weights=cum_weights)
-            day = pick_day()
+            day_start, day = pick_day()
             if kind == "query":
-                started.append(ask(event_type_id, day.timestamp()))
+                started.append(ask(event_type_id, day_start))
             else:
-                start = calcom.book(event_type_id, day.date(), rng)
+                start = calcom.book(event_type_id, day, rng)
                 if rng.random() < workload.signaled:
                     started.append(report(event_type_id, start))
             upcoming = next(events, None)

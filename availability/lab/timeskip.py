@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["TimeSkippingLoop", "run"]
@@ -55,6 +55,12 @@ class TimeSkippingLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual[0]
+
+    def clock(self, offset: float = 0.0) -> Callable[[], float]:
+        """``offset + time()`` as a function: what a simulation hands the parts it runs as
+        their clock, read several times per simulated request (one call instead of two)."""
+        virtual = self._virtual
+        return lambda: offset + virtual[0]
 
 
 def run(main: Coroutine[Any, Any, T], *, start: float = 0.0) -> T:
