@@ -675,21 +675,16 @@ class SlotCache:
     ) -> tuple[list[_Used], float]:
         """Fetch every day under the versions known without hosts (module docstring). Its
         answer is fetched for this read, so nothing of it is trusted for reuse (0 s)."""
-        et, duration = query.event_type_id, query.duration_minutes
-        layout = self._versions(et, (), days)
-        _, versions = await self._store.read([], layout.keys)
-        stamps = layout.stamps(
-            await current_versions(
-                self._store, layout.keys, versions, self._seed, self._version_ttl
-            )
-        )
-        bucket_keys = _bucket_keys(self._keys, et, duration, days[0], len(days))
-        needs = [
-            _Need(day, key, stamp)
-            for day, key, stamp in zip(days, bucket_keys, stamps, strict=True)
-        ]
+        # The read's days and the rest of their windows, under one store read.
+        window = None if query.fresh else self._window_span(days)
+        span = (days[0], days[-1])
+        if window is not None:
+            span = (min(span[0], window[0]), max(span[1], window[1]))
+        asked = set(days)
+        every = await self._span_needs(query, None, span)
+        needs = [need for need in every if need.day in asked]
+        extras = [need for need in every if need.day not in asked]
         used: list[_Used | None] = [None] * len(days)
-        extras = await self._window_needs(query, None, days, days)
         results, joined = await self._fill(
             query, None, needs, [False] * len(needs), deadline, extras
         )

@@ -44,9 +44,19 @@ def cache(upstream: FakeUpstream, clock: ManualClock) -> SlotCache:
 
 
 async def settle() -> None:
-    """Let background work that needs no upstream answer run to its next await."""
+    """Let background work that needs no upstream answer run to its next await (for
+    checks that something did *not* happen)."""
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def until_waiting(cache: SlotCache, readers: int) -> None:
+    """Until ``readers`` reads wait for Cal.com (they have joined or begun a fetch)."""
+    for _ in range(10_000):
+        if cache.pending_misses >= readers:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{cache.pending_misses} readers waiting, not {readers}")
 
 
 async def test_a_never_seen_event_type_is_answered_from_its_slots_alone(
@@ -88,12 +98,12 @@ async def test_readers_arriving_meanwhile_share_the_one_fetch(
     first = asyncio.create_task(cache.get_slots(day()))
     await upstream.started.wait()
     during_slots = [asyncio.create_task(cache.get_slots(day())) for _ in range(3)]
-    await settle()
+    await until_waiting(cache, 4)
     upstream.gate.set()
     await asyncio.wait_for(upstream.event_type_started.wait(), 5)
     during_look_up = [asyncio.create_task(cache.get_slots(day())) for _ in range(3)]
-    await settle()
-    assert first.done()
+    await asyncio.wait_for(first, 5)  # answered while the look-up is held
+    await until_waiting(cache, 6)
     # Readers who joined after the fetch began wait for its stamping, not a new fetch.
     assert not any(t.done() for t in during_slots + during_look_up)
     upstream.event_type_gate.set()
@@ -110,7 +120,7 @@ async def test_when_the_look_up_fails_later_readers_are_not_served_the_unjudged_
     first = asyncio.create_task(cache.get_slots(day()))
     await upstream.started.wait()
     joined = asyncio.create_task(cache.get_slots(day()))
-    await settle()
+    await until_waiting(cache, 2)
     upstream.gate.set()
     assert flat(await first) == [BOOKED, at("2026-11-24T14:00")]
     upstream.event_type_gate.set()
@@ -144,7 +154,7 @@ async def test_a_host_invalidated_during_the_cold_fetch_is_never_served(
     await cache.invalidate(scope)
     # Begun after the invalidation returned; it knows no hosts either, so it joins.
     after = asyncio.create_task(cache.get_slots(day()))
-    await settle()
+    await until_waiting(cache, 2)
     calls_before = len(upstream.calls)
     upstream.gate.set()
     # The reader that began the fetch overlapped the invalidation: either answer is

@@ -4,9 +4,6 @@ a cold key simply expires (see :meth:`availability.core.cache.SlotCache._refresh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import date
-
 import pytest
 
 from availability.adapters.stores.local_budget import LocalBudget
@@ -14,7 +11,6 @@ from availability.adapters.stores.memory import MemoryStore
 from availability.core.cache import SlotCache, SlotsQuery, Source
 from availability.core.clock import ManualClock
 from availability.core.ports import Priority
-from availability.core.slots import Slot
 from availability.core.ttl import TieredTtl
 from availability.resilience.budget import BudgetedUpstream
 from tests.core.test_cache import ET, at, flat
@@ -109,40 +105,11 @@ async def test_the_fast_lane_stops_at_the_refresh_point(
     assert answer.valid_until == pytest.approx(clock() + 60 * (1 - AHEAD))
 
 
-class _Counting:
-    """The upstream behind a budget: what reached Cal.com."""
-
-    def __init__(self, inner: FakeUpstream) -> None:
-        self.inner = inner
-
-    async def fetch_slots(
-        self,
-        event_type_id: int,
-        first_day: date,
-        last_day: date,
-        *,
-        duration_minutes: int = 0,
-        timeout: float | None = None,
-        priority: Priority = Priority.INTERACTIVE,
-    ) -> Mapping[date, Sequence[Slot]]:
-        return await self.inner.fetch_slots(
-            event_type_id,
-            first_day,
-            last_day,
-            duration_minutes=duration_minutes,
-            timeout=timeout,
-            priority=priority,
-        )
-
-    async def fetch_event_type(self, event_type_id: int, *, timeout: float | None = None):  # type: ignore[no-untyped-def]
-        return await self.inner.fetch_event_type(event_type_id, timeout=timeout)
-
-
 async def test_refreshes_use_only_the_background_share_and_a_refusal_is_not_a_failure(
     upstream: FakeUpstream, clock: ManualClock
 ) -> None:
     budget = LocalBudget(4, clock=clock, background_share=0.5)  # background: 2 of 4
-    cache = make(BudgetedUpstream(_Counting(upstream), budget), clock)
+    cache = make(BudgetedUpstream(upstream, budget), clock)
     await warm(cache)  # the slots and the hosts' look-up: 2 calls, the background share
     clock.advance(50)
     await cache.get_slots(DAY)  # due: the refresh asks, and is refused

@@ -373,6 +373,19 @@ class _Capacity:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.refusal)
         self.active += 1
 
+    async def run(
+        self,
+        behavior: Callable[[Any, Any], Awaitable[Any]],
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> Any:
+        """``behavior`` in a slot, freed however it ends."""
+        await self.take(context)
+        try:
+            return await behavior(request, context)
+        finally:
+            self.active -= 1
+
 
 class _Watcher:
     """The per-method part: counters, log level, names."""
@@ -499,16 +512,7 @@ def _unary(
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     capacity = watcher.capacity
     if tracer is None:
-
-        async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with watcher.call(context, False):
-                await capacity.take(context)
-                try:
-                    return await behavior(request, context)
-                finally:
-                    capacity.active -= 1
-
-        return observed
+        return _observed(behavior, watcher)
 
     async def traced_call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         parent = tracing.incoming_context(dict(context.invocation_metadata() or ()))
@@ -524,13 +528,21 @@ def _unary(
             assert call.record is not None
             call.record.span = span
             call.record.tracer = tracer
-            await capacity.take(context)
-            try:
-                return await behavior(request, context)
-            finally:
-                capacity.active -= 1
+            return await capacity.run(behavior, request, context)
 
     return traced_call
+
+
+def _observed(
+    behavior: Callable[[Any, Any], Awaitable[Any]], watcher: _Watcher
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    capacity = watcher.capacity
+
+    async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        with watcher.call(context, False):
+            return await capacity.run(behavior, request, context)
+
+    return observed
 
 
 def _streaming(behavior: Callable[..., Any], watcher: _Watcher) -> Callable[..., Any]:
@@ -551,12 +563,4 @@ def _streaming(behavior: Callable[..., Any], watcher: _Watcher) -> Callable[...,
 
         return generate
 
-    async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with watcher.call(context, False):
-            await capacity.take(context)
-            try:
-                return await behavior(request, context)
-            finally:
-                capacity.active -= 1
-
-    return run
+    return _observed(behavior, watcher)
