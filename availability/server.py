@@ -52,7 +52,7 @@ from availability.transport.grpc.servicer import (
     SERVICE_NAME,
     AvailabilityService,
     ClosedMethods,
-    rpc_handlers,
+    ServiceHandlers,
 )
 from availability.transport.grpc.tls import TlsFiles, server_credentials
 from availability.transport.grpc.tokens import ApiTokens, load_api_tokens
@@ -288,7 +288,8 @@ async def open_service(
 
         tokens = _tokens(settings)
         # No interceptor: grpc.aio runs each one on every call, fast-lane hits included. Auth
-        # is checked by the servicer itself (and for unregistered methods by ClosedMethods),
+        # is checked where the service's handler is chosen or by the servicer itself (and
+        # for unregistered methods by ClosedMethods),
         # request bytes are parsed by it too (INVALID_ARGUMENT for bad ones), and every
         # handler is wrapped by the observer where it is added.
         observer = RpcObserver(
@@ -316,7 +317,7 @@ async def open_service(
         # callgrind, grpc.aio's registered methods cost each call more than one dict look-up.
         server.add_generic_rpc_handlers(
             (
-                grpc.method_handlers_generic_handler(SERVICE_NAME, rpc_handlers(service, observer)),
+                ServiceHandlers(service, observer),
                 observer.generic(ClosedMethods(tokens)),
             )
         )
@@ -448,6 +449,11 @@ def _expose_state(metrics: ServiceMetrics, resilience: Resilience, backend: Cach
             "availability_local_tier_evictions",
             "Buckets pushed out of the local tier by its bound.",
             lambda: tiered.local_evictions,
+        )
+        metrics.counter(
+            "availability_trust_renewals",
+            "Background Redis reads that renewed trust windows before they closed.",
+            lambda: tiered.reconfirmations,
         )
         metrics.gauge(
             "availability_redis_degraded",

@@ -57,7 +57,7 @@ from availability.core.ports import EventTypeInfo, Priority
 from availability.core.slots import Slot
 from availability.sandbox import SandboxCalendar, default_calendar
 from availability.transport.grpc.observing import RpcObserver
-from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, rpc_handlers
+from availability.transport.grpc.servicer import SERVICE_NAME, AvailabilityService, ServiceHandlers
 from availability.transport.grpc.wire import encode_slots_response
 from availability.v1 import availability_pb2 as pb
 from availability.v1 import availability_pb2_grpc as pb_grpc
@@ -184,11 +184,10 @@ async def grpc_server(observed: bool) -> AsyncIterator[pb_grpc.AvailabilityServi
     observer = None if metrics is None else RpcObserver(metrics, logged_services=(SERVICE_NAME,))
     slot_cache = cache(clock, NO_OBSERVER if metrics is None else metrics)
     server = grpc.aio.server()
-    handlers = rpc_handlers(
+    handlers = ServiceHandlers(
         AvailabilityService(slot_cache, max_range_days=90, metrics=metrics), observer
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    server.add_generic_rpc_handlers((handlers,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

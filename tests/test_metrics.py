@@ -286,4 +286,5 @@ async def test_with_redis_the_tier_and_the_cluster_wide_budget_are_exposed(
     assert mine.total("availability_local_tier_buckets") == 8  # 06:00 + 7 days: 8 UTC days
     assert mine.total("availability_local_tier_evictions_total") == 0
     assert mine.total("availability_redis_degraded") == 0
+    assert mine.types["availability_trust_renewals"] == "counter"  # how many: timing decides
     assert theirs.total("availability_local_tier_buckets") == 0

@@ -7,7 +7,9 @@ when it holds (:attr:`~availability.core.cache.SlotsAnswer.valid_until`) and
 the cache's invalidation generation read before the read began. A repeated
 request is then one dict lookup, two comparisons and a freshness tail
 encoded for this answer (so ``age`` stays true), with no parsing,
-validation or cache read.
+validation or cache read. The tail is encoded once per millisecond of age
+(``age`` is true to the millisecond): under load many hits fall in the same
+millisecond and then share one response object.
 
 Only the normal path builds entries, and only from cache answers; misses,
 stale answers, errors, bad bytes and ``fresh`` reads (never a cache answer)
@@ -46,12 +48,14 @@ __all__ = ["HitMemo"]
 
 class _Entry:
     __slots__ = (
+        "age_ms",
         "buckets",
-        "days",
+        "days_length",
         "fetched_at",
         "fetched_at_field",
         "generation",
         "note",
+        "response",
         "trusted_until",
         "valid_until",
     )
@@ -70,7 +74,11 @@ class _Entry:
         self.fetched_at = fetched_at
         self.fetched_at_field = fetched_at_field(fetched_at)
         self.valid_until = answer.valid_until
-        self.days = days
+        # The days, then the tail of the last age served (-1: none yet); the days alone
+        # are the response's first days_length bytes, not a second copy.
+        self.response = days
+        self.days_length = len(days)
+        self.age_ms = -1
         self.note = note
         self.generation = generation
         self.trusted_until = trusted_until
@@ -97,7 +105,8 @@ class HitMemo:
         self, request: bytes, generation: int
     ) -> tuple[bytes, tuple[Bucket, ...], Mapping[str, Any], float] | None:
         """The whole serialized response for ``request``, the buckets it was read from,
-        the note kept with it and its age now; or None: take the normal path."""
+        the note kept with it and its age now (to the millisecond); or None: take the
+        normal path."""
         entry = self._entries.get(request)
         if entry is None:
             return None
@@ -111,9 +120,13 @@ class HitMemo:
             return None
         self._entries.move_to_end(request)
         self.hits += 1
-        age = max(0.0, now - entry.fetched_at)
-        response = entry.days + encode_cache_freshness(entry.fetched_at_field, age)
-        return response, entry.buckets, entry.note, age
+        age_ms = round((now - entry.fetched_at) * 1000)
+        age_ms = max(age_ms, 0)
+        if age_ms != entry.age_ms:
+            tail = encode_cache_freshness(entry.fetched_at_field, age_ms / 1000)
+            entry.response = entry.response[: entry.days_length] + tail
+            entry.age_ms = age_ms
+        return entry.response, entry.buckets, entry.note, age_ms / 1000
 
     def keep(
         self,

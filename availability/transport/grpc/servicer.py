@@ -5,7 +5,7 @@ never a stack trace, never a secret. What a call asked for and got (event
 type, days, source, age; an invalidation's reason and reach) goes into its
 one log line through :func:`~availability.transport.grpc.observing.annotate`;
 the :class:`~availability.transport.grpc.observing.RpcObserver` that wraps the
-handlers (:func:`rpc_handlers`) writes it. A fast-lane hit annotates nothing:
+handlers (:class:`ServiceHandlers`) writes it. A fast-lane hit annotates nothing:
 what its line would say comes back with the hit (:meth:`AvailabilityService.fast_answer`).
 """
 
@@ -36,12 +36,12 @@ from availability.core.ports import (
 )
 from availability.transport.grpc.hit_memo import HitMemo
 from availability.transport.grpc.observing import FastHit, RpcObserver, annotate, traced
-from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens
+from availability.transport.grpc.tokens import SERVICE_NAME, ApiTokens, Role
 from availability.transport.grpc.validation import FieldViolation, invalidation_scope, slots_query
 from availability.transport.grpc.wire import encode_days, encode_freshness
 from availability.v1 import availability_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "AvailabilityService", "ClosedMethods", "rpc_handlers"]
+__all__ = ["SERVICE_NAME", "AvailabilityService", "ClosedMethods", "ServiceHandlers"]
 
 M = TypeVar("M", bound=Message)
 
@@ -84,22 +84,18 @@ class AvailabilityService:
         """Whether repeated reads may be answered by :meth:`fast_answer`."""
         return self._memo is not None
 
-    def fast_answer(
-        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
-    ) -> FastHit | None:
-        """The fast lane: a repeated request's response, with its note and age, or None:
-        take the normal path (:meth:`read_slots`), which also refuses whom the tokens
-        refuse. Awaits nothing, so the caller may count it as one step."""
+    @property
+    def tokens(self) -> ApiTokens | None:
+        """Who may call what (None: anyone may call anything)."""
+        return self._tokens
+
+    def fast_answer(self, raw: bytes) -> FastHit | None:
+        """The fast lane, for a caller already admitted (see :class:`ServiceHandlers`): a
+        repeated request's response, with its note and age, or None: take the normal path
+        (:meth:`read_slots`). Awaits nothing, so the caller may count it as one step."""
         memo = self._memo
         if memo is None:
             return None
-        tokens = self._tokens
-        # A refused caller takes the normal path, which refuses it (counted and logged).
-        if tokens is not None:
-            # grpc.aio's Metadata iterates as (key, value) pairs; its stub does not say so.
-            metadata: Any = context.invocation_metadata()
-            if tokens.refusal(metadata, _GET_SLOTS) is not None:
-                return None
         hit = memo.answer(raw, self._cache.generation)
         if hit is None:
             return None
@@ -108,8 +104,17 @@ class AvailabilityService:
         return response, note, age
 
     async def GetSlots(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        """Raw request bytes in (the fast lane is keyed by them), response bytes out."""
-        hit = self.fast_answer(raw, context)
+        """The whole method, auth included: raw request bytes in (the fast lane is keyed by
+        them), response bytes out."""
+        if self._tokens is not None:
+            await _authorize(self._tokens, context, _GET_SLOTS)
+        return await self.admitted_get_slots(raw, context)
+
+    async def admitted_get_slots(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        """GetSlots for a caller the tokens admit: the fast lane, else the normal path."""
+        hit = self.fast_answer(raw)
         if hit is not None:
             response, note, age = hit
             # The same fields as the normal path's line, from what the entry kept.
@@ -120,10 +125,8 @@ class AvailabilityService:
     async def read_slots(
         self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
-        """GetSlots without the fast lane: authorize, parse, validate, read the cache (and
-        keep what the fast lane may reuse)."""
-        if self._tokens is not None:
-            await _authorize(self._tokens, context, _GET_SLOTS)
+        """GetSlots without the fast lane, for an admitted caller: parse, validate, read
+        the cache (and keep what the fast lane may reuse)."""
         memo = self._memo
         request = await _parse(pb.GetSlotsRequest, raw, context)
         annotate(event_type_id=request.event_type_id)
@@ -201,31 +204,60 @@ class AvailabilityService:
         return remaining
 
 
-def rpc_handlers(
-    service: AvailabilityService, observer: RpcObserver | None = None
-) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The service's method handlers, watched by ``observer`` if given (GetSlots with its
-    fast lane in front, see :meth:`RpcObserver.fast_lane`). GetSlots takes and returns
-    bytes (parsed and encoded by the servicer itself), so it has neither deserializer
-    nor serializer."""
-    # Bytes both ways: the servicer parses only what the fast lane does not answer.
-    get_slots: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.GetSlots
-    )
-    invalidate: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
-        service.InvalidateSlots,
-        response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
-    )
-    if observer is None:
-        return {"GetSlots": get_slots, "InvalidateSlots": invalidate}
-    return {
-        "GetSlots": (
-            observer.fast_lane(_GET_SLOTS, get_slots, service.fast_answer, service.read_slots)
-            if service.fast_lane
-            else observer.wrap(_GET_SLOTS, get_slots)
-        ),
-        "InvalidateSlots": observer.wrap(_INVALIDATE_SLOTS, invalidate),
-    }
+class ServiceHandlers(grpc.GenericRpcHandler):
+    """The service's methods, as the server's first generic handler: GetSlots (with its
+    fast lane in front) and InvalidateSlots, each watched by ``observer`` if given.
+
+    GetSlots' auth is decided here, on the metadata grpc.aio has already made into a
+    tuple for every generic handler (``HandlerCallDetails``): a caller the tokens admit
+    gets a handler that checks nothing, so a fast-lane hit neither builds that tuple a
+    second time (``context.invocation_metadata()`` makes a new one per call) nor looks
+    at it. Any other caller gets the whole method, which refuses it the usual way
+    (counted, logged, UNAUTHENTICATED or PERMISSION_DENIED). One lookup per call, as
+    grpc's own dictionary handler makes.
+
+    GetSlots takes and returns bytes (parsed and encoded by the servicer itself), so it
+    has neither deserializer nor serializer.
+    """
+
+    def __init__(self, service: AvailabilityService, observer: RpcObserver | None = None) -> None:
+        self._tokens = service.tokens
+        whole: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+            service.GetSlots
+        )
+        admitted: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+            service.admitted_get_slots
+        )
+        invalidate: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
+            service.InvalidateSlots,
+            response_serializer=pb.InvalidateSlotsResponse.SerializeToString,
+        )
+        if observer is not None:
+            whole = observer.wrap(_GET_SLOTS, whole)
+            admitted = (
+                observer.fast_lane(_GET_SLOTS, admitted, service.fast_answer, service.read_slots)
+                if service.fast_lane
+                else observer.wrap(_GET_SLOTS, admitted)
+            )
+            invalidate = observer.wrap(_INVALIDATE_SLOTS, invalidate)
+        self._get_slots = whole
+        self._admitted = admitted
+        self._invalidate = invalidate
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        if method == _GET_SLOTS:
+            tokens = self._tokens
+            if tokens is None or tokens.admits(
+                handler_call_details.invocation_metadata, Role.READER
+            ):
+                return self._admitted
+            return self._get_slots
+        if method == _INVALIDATE_SLOTS:
+            return self._invalidate
+        return None
 
 
 class ClosedMethods(grpc.GenericRpcHandler):

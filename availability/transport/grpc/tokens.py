@@ -12,9 +12,10 @@ a new RPC is closed until someone decides otherwise. Tokens are kept as
 their SHA-256 digests (one dict lookup: see :meth:`ApiTokens.role` for why
 that is safe) and never appear in a log or an error message; header values
 that proved good are remembered as they came, so a repeat skips the parse
-and the digest (bounded, and safe: see :meth:`ApiTokens.refusal`). The servicer
-checks them itself, first thing in each handler, before a request's bytes
-are parsed: no interceptor, which grpc.aio would run on every call.
+and the digest (bounded, and safe: see :meth:`ApiTokens.caller_role`). They are
+checked where a call's handler is chosen (GetSlots, on the metadata grpc.aio
+has already read) or first thing in the handler, before a request's bytes are
+parsed: no interceptor, which grpc.aio would run on every call.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class ApiTokens:
     _roles: Mapping[bytes, Role]
     _accepted: dict[str, Role] = field(default_factory=dict, compare=False)
     """Header values already found good, by value: a repeat costs one dict lookup
-    instead of a parse and a digest (see :meth:`refusal` for why that is safe)."""
+    instead of a parse and a digest (see :meth:`caller_role` for why that is safe)."""
 
     def __len__(self) -> int:
         return len(self._roles)
@@ -87,18 +88,7 @@ class ApiTokens:
         required = required_role(method)
         if required is None:
             return None
-        value = _authorization(metadata)
-        role = None if value is None else self._accepted.get(value)
-        if role is None and value is not None:
-            token = _bearer_token(value)
-            role = None if token is None else self.role(token)
-            # Only values that were good are kept (at most a few spellings per token, so
-            # the table stays bounded by what is configured): a wrong value never enters.
-            # A lookup of a wrong value compares it with a kept one only when their
-            # str hashes, keyed per process by Python's SipHash, collide: no timing
-            # tells how close a guess is.
-            if role is not None and len(self._accepted) < _SPELLINGS * len(self._roles):
-                self._accepted[value] = role
+        role = self.caller_role(metadata)
         if role is None:
             return (
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -110,6 +100,30 @@ class ApiTokens:
                 f"this token's role ({role.name.lower()}) may not call {method.rsplit('/', 1)[-1]}",
             )
         return None
+
+    def admits(self, metadata: Iterable[tuple[str, str | bytes]] | None, required: Role) -> bool:
+        """Whether the caller of ``metadata`` has at least the ``required`` role (for a
+        method whose role is known beforehand: :meth:`refusal` says why not)."""
+        role = self.caller_role(metadata)
+        return role is not None and role >= required
+
+    def caller_role(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Role | None:
+        """The role of the token in ``metadata``'s authorization header, or None."""
+        value = _authorization(metadata)
+        if value is None:
+            return None
+        role = self._accepted.get(value)
+        if role is None:
+            token = _bearer_token(value)
+            role = None if token is None else self.role(token)
+            # Only values that were good are kept (at most a few spellings per token, so
+            # the table stays bounded by what is configured): a wrong value never enters.
+            # A lookup of a wrong value compares it with a kept one only when their
+            # str hashes, keyed per process by Python's SipHash, collide: no timing
+            # tells how close a guess is.
+            if role is not None and len(self._accepted) < _SPELLINGS * len(self._roles):
+                self._accepted[value] = role
+        return role
 
 
 _BEARER = "bearer "

@@ -55,31 +55,89 @@ class Replicas:
         self.stack.push_async_callback(store.close)
         return SlotCache(self.upstream, store, clock=self.clock, lease_ttl=2.0)
 
+    async def warm(self, trust: float) -> tuple[SlotCache, TieredStore, ManualClock]:
+        """A replica on a virtual monotonic clock (at 100.0) that has read DAY once and
+        stored it: its versions confirmed at 100.0."""
+        monotonic = ManualClock(100.0)
+        cache = self.replica(trust=trust, monotonic=monotonic)
+        await cache.get_slots(DAY)
+        await cache.idle()
+        return cache, self.stores[-1], monotonic
+
 
 async def test_within_trust_a_hit_asks_nothing_of_redis_even_a_frozen_one(
     redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
-    monotonic = ManualClock(100.0)
     group = Replicas(redis.url(), upstream, clock)
     async with group.stack:
-        a = group.replica(trust=0.05, monotonic=monotonic)
-        await a.get_slots(DAY)
-        await a.idle()  # fetched and stored; its versions confirmed at monotonic 100.0
-        store = group.stores[0]
+        a, store, monotonic = await group.warm(trust=0.05)
         trusted = store.trusted_reads
         redis.freeze()
         try:
-            monotonic.advance(0.049)
+            monotonic.advance(0.024)  # the window's first half: nothing at all is sent
             hit = await asyncio.wait_for(a.get_slots(DAY), 5)
             assert hit.freshness.source is Source.CACHE
-            assert store.trusted_reads == trusted + 1
-            assert not store.degraded  # Redis was never asked
-            monotonic.advance(0.001)  # the window has closed: this read asks Redis
+            assert (store.trusted_reads, store.reconfirmations) == (trusted + 1, 0)
+            monotonic.advance(0.025)  # its second half: a renewal goes out, the hit waits for none
+            hit = await asyncio.wait_for(a.get_slots(DAY), 5)
+            assert hit.freshness.source is Source.CACHE
+            assert (store.trusted_reads, store.reconfirmations) == (trusted + 2, 1)
             await asyncio.wait_for(a.get_slots(DAY), 5)
-            assert store.trusted_reads == trusted + 1
+            assert store.reconfirmations == 1  # one renewal in flight per key, not one per hit
+            assert not store.degraded  # no read has asked Redis
+            monotonic.advance(0.001)  # the window has closed (the renewal hangs): ask Redis
+            await asyncio.wait_for(a.get_slots(DAY), 5)
+            assert store.trusted_reads == trusted + 3
             assert store.degraded  # and found it hung
         finally:
             redis.thaw()
+
+
+async def test_a_steadily_read_key_renews_its_window_before_it_closes(
+    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    group = Replicas(redis.url(), upstream, clock)
+    async with group.stack:
+        a, store, monotonic = await group.warm(trust=0.05)
+        trusted = store.trusted_reads
+        for _ in range(10):  # six windows' worth of reads, 30 ms apart
+            monotonic.advance(0.03)
+            await a.get_slots(DAY)
+            await store.idle()  # its renewal has landed
+        # Each read fell in its window's second half: trusted, and it renewed the window.
+        assert (store.trusted_reads, store.reconfirmations) == (trusted + 10, 10)
+        trusted = store.trusted_reads
+        redis.freeze()  # so a read that asked Redis would show (degraded)
+        try:
+            monotonic.advance(0.03)
+            hit = await asyncio.wait_for(a.get_slots(DAY), 5)
+        finally:
+            redis.thaw()
+        assert hit.freshness.source is Source.CACHE
+        assert store.trusted_reads == trusted + 1
+        assert not store.degraded
+
+
+async def test_a_renewal_that_finds_a_bump_ends_the_trust(
+    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+) -> None:
+    group = Replicas(redis.url(), upstream, clock)
+    async with group.stack:
+        a, store, monotonic = await group.warm(trust=0.05)
+        b = group.replica(trust=0.05)
+        assert BOOKED in flat(await a.get_slots(DAY))
+        upstream.remove(ET, BOOKED)
+        await b.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
+        # A's window runs on a virtual clock that stood still meanwhile, so this read is
+        # still trusted; the renewal it sends reads the bumped versions.
+        monotonic.advance(0.03)
+        await a.get_slots(DAY)
+        await store.idle()
+        assert store.reconfirmations == 1
+        trusted = store.trusted_reads
+        after = await a.get_slots(DAY)
+        assert store.trusted_reads == trusted  # the old copy is no longer trusted
+        assert BOOKED not in flat(after)
 
 
 async def test_after_an_invalidation_returns_no_replica_serves_what_it_trusted(

@@ -229,6 +229,12 @@ def test_a_good_header_is_remembered_and_a_wrong_one_never_is() -> None:
         assert wrong is not None
         assert wrong[0] == grpc.StatusCode.UNAUTHENTICATED
     assert set(tokens._accepted) == {"Bearer r-secret"}
+    # Where the method's role is known beforehand (GetSlots' handler is chosen so).
+    assert tokens.admits(good, Role.READER)
+    assert not tokens.admits(good, Role.WRITER)
+    assert not tokens.admits((("authorization", "Bearer r-secreT"),), Role.READER)
+    assert not tokens.admits((), Role.READER)
+    assert set(tokens._accepted) == {"Bearer r-secret"}
     # Bounded by what is configured, however many spellings of good tokens arrive.
     for i in range(20):
         spelling = "bearer " + "r-secret" + " " * i

@@ -97,6 +97,15 @@ async def test_a_repeat_is_a_fast_lane_hit_whose_age_stays_true(
     assert again.freshness.source == pb.Freshness.SOURCE_CACHE
     assert again.freshness.fetched_at == warm.freshness.fetched_at
     assert again.freshness.age.ToTimedelta() == timedelta(seconds=7.5)
+    # True to the millisecond: hits within one share the response, the next one moves on.
+    clock.advance(0.0004)
+    same = await stub.GetSlots(request(ALICE_30, *TUESDAY))
+    assert same.freshness.age.ToTimedelta() == timedelta(seconds=7.5)
+    clock.advance(0.0008)
+    later = await stub.GetSlots(request(ALICE_30, *TUESDAY))
+    assert later.freshness.age.ToTimedelta() == timedelta(seconds=7.501)
+    assert answer_starts(later) == answer_starts(cold)
+    assert memo.hits == 3
     assert sandbox.requests.calls("/v2/slots") == 1
 
 

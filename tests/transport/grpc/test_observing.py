@@ -139,7 +139,7 @@ async def test_a_slow_fast_lane_hit_is_logged_at_info_whatever_the_sampling(
     observer = RpcObserver(metrics, logged_services=("test.Lane",), hit_log_every=0)
     slow = True
 
-    def answer(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> FastHit | None:
+    def answer(raw: bytes) -> FastHit | None:
         began = time.perf_counter()
         while slow and time.perf_counter() - began <= SLOW_HIT_SECONDS:
             pass  # stalls the loop as a long GC pause would
