@@ -354,6 +354,9 @@ async def _rounds(
     sequential = {"requests": args.sequential, "clients": 1, "streams": 1}
     throughput: list[float] = []
     latency: list[float] = []
+    # Untimed, once per server: the first configuration of a run measured 0.1x lower
+    # than the same one run later, before this warm-up (first runs of fresh processes).
+    await _interleaved(port, bare, body, 2, token, **load)
     for _ in range(args.rounds):
         ours, theirs = await _interleaved(port, bare, body, args.slices, token, **load)
         ours_seq, theirs_seq = await _interleaved(

@@ -24,10 +24,9 @@ of its oldest window (:data:`RECONFIRM_AFTER`) sends one background ``MGET``
 of its versions, which confirms them exactly as a read would (from when it
 was sent). The read itself waits for nothing. So while a key is read
 steadily its window never lapses: hits stay off Redis, and no crowd of
-readers, finding the window closed at once, all wait on Redis together (each
-of them a normal-path read; with many streams in flight that cost a tenth of
-the hit path's throughput). One renewal per version key is in flight at a
-time; a key read less than twice per window is simply asked again, as before.
+in-flight readers, finding the window closed at once, all wait on Redis
+together. One renewal per version key is in flight at a time; a key read less
+than twice per window is simply asked again, as before.
 
 Redis outage: reads go on from the local tier, judged against the last
 versions seen (and locally seeded ones for keys never seen); invalidations
