@@ -12,9 +12,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from email.utils import formatdate
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RunningHttpServer", "serve_asgi"]
 
@@ -31,16 +32,56 @@ class RunningHttpServer:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals alone.
+    """A uvicorn server that leaves signals alone and keeps no timer.
 
-    Stock uvicorn takes over SIGINT/SIGTERM while it runs; embedded, it would
-    stop the sandbox before the gRPC server has drained. The process owner
+    Signals: stock uvicorn takes over SIGINT/SIGTERM while it runs; embedded, it
+    would stop the sandbox before the gRPC server has drained. The process owner
     (``availability.server.run``) handles signals and stops everything in order.
+
+    No timer: stock uvicorn wakes every 100 ms to refresh its Date header and look
+    at ``should_exit``. While any timer is pending, asyncio tends its timer heap on
+    every turn of the loop, and this loop also runs the gRPC hit path: counted
+    with a bytecode tracer, that was 80-190 Python opcodes per hit (of ~3,600).
+    This one waits for :meth:`stop` instead, and the Date header is written per
+    response (:class:`_DateHeader`; these endpoints serve probes, scrapes and
+    webhooks, never the hit path).
     """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stopped = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers, once
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stopped.set()
+
+
+class _DateHeader:
+    """Adds ``date`` (RFC 9110 requires it of a server with a clock) to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = (b"date", formatdate(usegmt=True).encode())
+                message = {**message, "headers": [*message.get("headers", ()), date]}
+            await send(message)
+
+        await self._app(scope, receive, dated)
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +103,8 @@ async def serve_asgi(
     sock.set_inheritable(True)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
+        _DateHeader(app),
+        date_header=False,  # written per response instead: see _EmbeddedServer
         log_level="warning",
         # No logging config of uvicorn's own: its records go to the process's handlers,
         # in the process's format (one JSON object per line, when asked).
@@ -82,7 +124,7 @@ async def serve_asgi(
             await asyncio.sleep(0.005)
         yield RunningHttpServer(host, bound_port)
     finally:
-        server.should_exit = True
+        server.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
