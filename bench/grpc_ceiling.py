@@ -25,7 +25,7 @@ ratio never credits uvloop to the service; run it once per loop to see what
 uvloop itself gives.
 
 Each round's figures are themselves interleaved: its requests are split into
-``--slices`` runs per server (5 by default), the two servers alternating ABBA,
+``--slices`` runs per server (15 by default), the two servers alternating ABBA,
 and each server's throughput is its requests over its total time. A burst of
 other work on the machine that lasts a few seconds then falls on both alike;
 whole-round runs back to back moved by about 20 % round to round.
@@ -408,7 +408,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=15000)
     parser.add_argument("--sequential", type=int, default=2000, help="requests of the -c1 -m1 run")
     parser.add_argument(
-        "--slices", type=int, default=5, help="alternating runs per server in each round"
+        "--slices", type=int, default=15, help="alternating runs per server in each round"
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--streams", type=int, default=16)
