@@ -6,7 +6,12 @@ its encoded slots are cached too (what a hit keeps), and reports tracemalloc's
 bytes per bucket and the RSS after. Upstream and clock are in-process fakes:
 only what the cache keeps is measured.
 
-    .venv/bin/python bench/memory.py [--buckets 100000] [--slots 16]
+Then the fast lane's memo (:class:`~availability.transport.grpc.hit_memo.HitMemo`):
+``--memo-entries`` distinct requests for a 1-day and a 7-day range, each kept
+from a real cache answer as the servicer keeps it and then hit once (a hit
+puts the freshness tail beside the days), and tracemalloc's bytes per entry.
+
+    .venv/bin/python bench/memory.py [--buckets 100000] [--slots 16] [--memo-entries 2000]
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from availability.core.clock import ManualClock
 from availability.core.local_days import DAY
 from availability.core.ports import EventTypeInfo, Priority
 from availability.core.slots import Slot
-from availability.transport.grpc.wire import encode_slots_response
+from availability.transport.grpc.hit_memo import HitMemo
+from availability.transport.grpc.wire import encode_days, encode_slots_response
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -92,8 +98,38 @@ async def main(args: argparse.Namespace) -> None:
         f"{(after - before) / args.sample:,.0f} bytes per bucket of {args.slots} slots "
         "(tracemalloc; bucket, encoded slots, store entry, its day versions)"
     )
+    for days in (1, 7):
+        per_entry = await memo_entry_bytes(cache, clock, days, args.memo_entries)
+        print(
+            f"{per_entry:,.0f} bytes per fast-lane memo entry of a {days}-day range "
+            f"(tracemalloc over {args.memo_entries:,}; request, days, tail, record)"
+        )
     await cache.close()
     await store.close()
+
+
+async def memo_entry_bytes(cache: SlotCache, clock: ManualClock, days: int, entries: int) -> float:
+    """Bytes per memo entry: ``entries`` requests (each its own start second) over the
+    same cached days, kept as the servicer keeps them and hit once."""
+    memo = HitMemo(entries, clock=clock)
+    start = START.timestamp()
+    queries = [SlotsQuery(1, start + i, start + days * DAY) for i in range(entries)]
+    answers = [await cache.get_slots(query) for query in queries]  # cached: hits, not kept
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for query, answer in zip(queries, answers, strict=True):
+        # Stands for the request bytes: about as long, and one object per entry as they are.
+        raw = f"{query.event_type_id}:{query.start}:{query.end}".encode()
+        note = {"event_type_id": query.event_type_id, "days": days, "fresh": False}
+        memo.keep(raw, answer, encode_days(answer), cache.generation, memo.monotonic(), note)
+        memo.answer(raw, cache.generation)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    if len(memo) != entries or memo.hits != entries:
+        raise RuntimeError("every request should have been kept and then hit once")
+    return (after - before) / entries
 
 
 def parse() -> argparse.Namespace:
@@ -102,6 +138,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--days", type=int, default=50, help="days per event type")
     parser.add_argument("--sample", type=int, default=10_000, help="buckets tracemalloc counts")
+    parser.add_argument("--memo-entries", type=int, default=2_000, help="memo entries counted")
     return parser.parse_args()
 
 
