@@ -288,10 +288,10 @@ async def open_service(
 
         tokens = _tokens(settings)
         # No interceptor: grpc.aio runs each one on every call, fast-lane hits included. Auth
-        # is checked where the service's handler is chosen or by the servicer itself (and
-        # for unregistered methods by ClosedMethods),
-        # request bytes are parsed by it too (INVALID_ARGUMENT for bad ones), and every
-        # handler is wrapped by the observer where it is added.
+        # is checked where the service's handler is chosen (GetSlots) or by the servicer
+        # itself (InvalidateSlots; unregistered methods by ClosedMethods), request bytes are
+        # parsed by the servicer (INVALID_ARGUMENT for bad ones), and every handler is
+        # wrapped by the observer where it is added.
         observer = RpcObserver(
             metrics,
             logged_services=(SERVICE_NAME,),
