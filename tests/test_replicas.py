@@ -339,14 +339,13 @@ async def test_reads_keep_their_deadline_while_redis_hangs(
         a, b, c = replicas
         week = await _warm(replicas)
 
-        private_redis.freeze()
-        for replica in replicas:
-            assert await _read_within(replica, ALICE_30, WEEK) == starts(week)
-            await _read_within(replica, ALICE_30, (8, 3))
-            await _read_within(replica, DANA_30, WEEK)
-        cut_off = await _book_and_report(live_sandbox, week, c)
-        assert cut_off not in await _read_within(c, ALICE_30, WEEK)
-        private_redis.thaw()
+        with private_redis.frozen():
+            for replica in replicas:
+                assert await _read_within(replica, ALICE_30, WEEK) == starts(week)
+                await _read_within(replica, ALICE_30, (8, 3))
+                await _read_within(replica, DANA_30, WEEK)
+            cut_off = await _book_and_report(live_sandbox, week, c)
+            assert cut_off not in await _read_within(c, ALICE_30, WEEK)
 
         await _until_reconnected(replicas)
         await _all_drop(live_sandbox, (a, b), cut_off)

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -345,6 +345,15 @@ class RedisServer:
         if self._process is not None and self._frozen:
             self._process.send_signal(signal.SIGCONT)
             self._frozen = False
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Frozen for the block (see :meth:`freeze`), thawed however it ends."""
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
 
     async def close(self) -> None:
         """Stop and remove the temporary directory."""

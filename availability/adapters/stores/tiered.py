@@ -178,10 +178,7 @@ class TieredStore:
         if isinstance(shared, _Down):
             return buckets, [self._versions.get_recent(k) for k in version_keys]
         remote, versions = shared
-        for key, value in zip(version_keys, versions, strict=True):
-            if value is not None:
-                self._versions.put(key, value)
-                self._confirm(key, value, sent)
+        self._learned(version_keys, versions, sent)
         for i, bucket in zip(absent, remote, strict=True):
             if bucket is not None:
                 buckets[i] = bucket
@@ -238,12 +235,8 @@ class TieredStore:
         try:
             sent = self._monotonic()
             shared = await self._try(lambda: self._shared.read((), keys))
-            if isinstance(shared, _Down):
-                return
-            for key, value in zip(keys, shared[1], strict=True):
-                if value is not None:
-                    self._versions.put(key, value)
-                    self._confirm(key, value, sent)
+            if not isinstance(shared, _Down):
+                self._learned(keys, shared[1], sent)
         finally:
             self._reconfirming.difference_update(keys)
 
@@ -264,6 +257,14 @@ class TieredStore:
                 return 0.0
             oldest = min(oldest, confirmed[1])
         return max(0.0, oldest + self._trust - self._monotonic())
+
+    def _learned(self, keys: Sequence[str], values: Sequence[int | None], sent: float) -> None:
+        """What a Redis read sent at ``sent`` returned for version ``keys``: remembered (the
+        local tier is judged by it if Redis goes down) and confirmed (trust, from ``sent``)."""
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                self._versions.put(key, value)
+                self._confirm(key, value, sent)
 
     def _confirm(self, key: str, value: int, sent: float) -> None:
         known = self._confirmed.get(key)
@@ -293,14 +294,13 @@ class TieredStore:
     async def seed_versions(self, keys: Sequence[str], seed: int, ttl: float) -> list[int]:
         sent = self._monotonic()
         values = await self._try(lambda: self._shared.seed_versions(keys, seed, ttl))
-        if isinstance(values, _Down):
-            values = [self._versions.get_recent(k) or seed for k in keys]
-        else:
-            for key, value in zip(keys, values, strict=True):
-                self._confirm(key, value, sent)
-        for key, value in zip(keys, values, strict=True):
+        if not isinstance(values, _Down):
+            self._learned(keys, values, sent)
+            return values
+        local = [self._versions.get_recent(k) or seed for k in keys]
+        for key, value in zip(keys, local, strict=True):
             self._versions.put(key, value)
-        return values
+        return local
 
     async def bump_versions(self, keys: Sequence[str], seed: int, ttl: float) -> None:
         """Bump in Redis, then wait out ``trust`` from its acknowledgement (see above)."""

@@ -120,8 +120,7 @@ class HitMemo:
             return None
         self._entries.move_to_end(request)
         self.hits += 1
-        age_ms = round((now - entry.fetched_at) * 1000)
-        age_ms = max(age_ms, 0)
+        age_ms = max(round((now - entry.fetched_at) * 1000), 0)
         if age_ms != entry.age_ms:
             tail = encode_cache_freshness(entry.fetched_at_field, age_ms / 1000)
             entry.response = entry.response[: entry.days_length] + tail

@@ -65,125 +65,115 @@ class Replicas:
         return cache, self.stores[-1], monotonic
 
 
-async def test_within_trust_a_hit_asks_nothing_of_redis_even_a_frozen_one(
+@pytest.fixture
+async def group(
     redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+) -> AsyncIterator[Replicas]:
+    """Replicas on the test's Redis, closed when the test ends."""
+    replicas = Replicas(redis.url(), upstream, clock)
+    async with replicas.stack:
+        yield replicas
+
+
+async def test_within_trust_a_hit_asks_nothing_of_redis_even_a_frozen_one(
+    group: Replicas, redis: RedisServer
 ) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        a, store, monotonic = await group.warm(trust=0.05)
-        trusted = store.trusted_reads
-        redis.freeze()
-        try:
-            monotonic.advance(0.024)  # the window's first half: nothing at all is sent
-            hit = await asyncio.wait_for(a.get_slots(DAY), 5)
-            assert hit.freshness.source is Source.CACHE
-            assert (store.trusted_reads, store.reconfirmations) == (trusted + 1, 0)
-            monotonic.advance(0.025)  # its second half: a renewal goes out, the hit waits for none
-            hit = await asyncio.wait_for(a.get_slots(DAY), 5)
-            assert hit.freshness.source is Source.CACHE
-            assert (store.trusted_reads, store.reconfirmations) == (trusted + 2, 1)
-            await asyncio.wait_for(a.get_slots(DAY), 5)
-            assert store.reconfirmations == 1  # one renewal in flight per key, not one per hit
-            assert not store.degraded  # no read has asked Redis
-            monotonic.advance(0.001)  # the window has closed (the renewal hangs): ask Redis
-            await asyncio.wait_for(a.get_slots(DAY), 5)
-            assert store.trusted_reads == trusted + 3
-            assert store.degraded  # and found it hung
-        finally:
-            redis.thaw()
+    a, store, monotonic = await group.warm(trust=0.05)
+    trusted = store.trusted_reads
+    with redis.frozen():
+        monotonic.advance(0.024)  # the window's first half: nothing at all is sent
+        hit = await asyncio.wait_for(a.get_slots(DAY), 5)
+        assert hit.freshness.source is Source.CACHE
+        assert (store.trusted_reads, store.reconfirmations) == (trusted + 1, 0)
+        monotonic.advance(0.025)  # its second half: a renewal goes out, the hit waits for none
+        hit = await asyncio.wait_for(a.get_slots(DAY), 5)
+        assert hit.freshness.source is Source.CACHE
+        assert (store.trusted_reads, store.reconfirmations) == (trusted + 2, 1)
+        await asyncio.wait_for(a.get_slots(DAY), 5)
+        assert store.reconfirmations == 1  # one renewal in flight per key, not one per hit
+        assert not store.degraded  # no read has asked Redis
+        monotonic.advance(0.001)  # the window has closed (the renewal hangs): ask Redis
+        await asyncio.wait_for(a.get_slots(DAY), 5)
+        assert store.trusted_reads == trusted + 3
+        assert store.degraded  # and found it hung
 
 
 async def test_a_steadily_read_key_renews_its_window_before_it_closes(
-    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+    group: Replicas, redis: RedisServer
 ) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        a, store, monotonic = await group.warm(trust=0.05)
-        trusted = store.trusted_reads
-        for _ in range(10):  # six windows' worth of reads, 30 ms apart
-            monotonic.advance(0.03)
-            await a.get_slots(DAY)
-            await store.idle()  # its renewal has landed
-        # Each read fell in its window's second half: trusted, and it renewed the window.
-        assert (store.trusted_reads, store.reconfirmations) == (trusted + 10, 10)
-        trusted = store.trusted_reads
-        redis.freeze()  # so a read that asked Redis would show (degraded)
-        try:
-            monotonic.advance(0.03)
-            hit = await asyncio.wait_for(a.get_slots(DAY), 5)
-        finally:
-            redis.thaw()
-        assert hit.freshness.source is Source.CACHE
-        assert store.trusted_reads == trusted + 1
-        assert not store.degraded
+    a, store, monotonic = await group.warm(trust=0.05)
+    trusted = store.trusted_reads
+    for _ in range(10):  # six windows' worth of reads, 30 ms apart
+        monotonic.advance(0.03)
+        await a.get_slots(DAY)
+        await store.idle()  # its renewal has landed
+    # Each read fell in its window's second half: trusted, and it renewed the window.
+    assert (store.trusted_reads, store.reconfirmations) == (trusted + 10, 10)
+    trusted = store.trusted_reads
+    with redis.frozen():  # so a read that asked Redis would show (degraded)
+        monotonic.advance(0.03)
+        hit = await asyncio.wait_for(a.get_slots(DAY), 5)
+    assert hit.freshness.source is Source.CACHE
+    assert store.trusted_reads == trusted + 1
+    assert not store.degraded
 
 
 async def test_a_renewal_that_finds_a_bump_ends_the_trust(
-    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+    group: Replicas, upstream: FakeUpstream
 ) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        a, store, monotonic = await group.warm(trust=0.05)
-        b = group.replica(trust=0.05)
-        assert BOOKED in flat(await a.get_slots(DAY))
-        upstream.remove(ET, BOOKED)
-        await b.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
-        # A's window runs on a virtual clock that stood still meanwhile, so this read is
-        # still trusted; the renewal it sends reads the bumped versions.
-        monotonic.advance(0.03)
-        await a.get_slots(DAY)
-        await store.idle()
-        assert store.reconfirmations == 1
-        trusted = store.trusted_reads
-        after = await a.get_slots(DAY)
-        assert store.trusted_reads == trusted  # the old copy is no longer trusted
-        assert BOOKED not in flat(after)
+    a, store, monotonic = await group.warm(trust=0.05)
+    b = group.replica(trust=0.05)
+    assert BOOKED in flat(await a.get_slots(DAY))
+    upstream.remove(ET, BOOKED)
+    await b.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
+    # A's window runs on a virtual clock that stood still meanwhile, so this read is
+    # still trusted; the renewal it sends reads the bumped versions.
+    monotonic.advance(0.03)
+    await a.get_slots(DAY)
+    await store.idle()
+    assert store.reconfirmations == 1
+    trusted = store.trusted_reads
+    after = await a.get_slots(DAY)
+    assert store.trusted_reads == trusted  # the old copy is no longer trusted
+    assert BOOKED not in flat(after)
 
 
 async def test_after_an_invalidation_returns_no_replica_serves_what_it_trusted(
-    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+    group: Replicas, upstream: FakeUpstream
 ) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        # A long window on the real monotonic clock: without waiting it out, the
-        # invalidation would return while B still trusts its copy.
-        a, b = group.replica(trust=0.3), group.replica(trust=0.3)
-        await a.get_slots(DAY)
-        await b.get_slots(DAY)
-        assert BOOKED in flat(await b.get_slots(DAY))  # confirmed: B now trusts its copy
-        upstream.remove(ET, BOOKED)
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        await a.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
-        assert loop.time() - began >= 0.3
-        after = await b.get_slots(DAY)
-        assert BOOKED not in flat(after)
-        assert BOOKED not in flat(await a.get_slots(DAY))
+    # A long window on the real monotonic clock: without waiting it out, the
+    # invalidation would return while B still trusts its copy.
+    a, b = group.replica(trust=0.3), group.replica(trust=0.3)
+    await a.get_slots(DAY)
+    await b.get_slots(DAY)
+    assert BOOKED in flat(await b.get_slots(DAY))  # confirmed: B now trusts its copy
+    upstream.remove(ET, BOOKED)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await a.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
+    assert loop.time() - began >= 0.3
+    after = await b.get_slots(DAY)
+    assert BOOKED not in flat(after)
+    assert BOOKED not in flat(await a.get_slots(DAY))
 
 
 async def test_a_restarted_redis_and_then_an_invalidation_reach_a_trusting_replica(
-    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
+    group: Replicas, redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
 ) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        a, b = group.replica(trust=0.3), group.replica(trust=0.3)
+    a, b = group.replica(trust=0.3), group.replica(trust=0.3)
+    await a.get_slots(DAY)
+    await b.get_slots(DAY)
+    await b.get_slots(DAY)
+    await redis.stop()
+    await redis.start()  # empty: every version lost
+    clock.advance(2)  # past any retry pause
+    upstream.remove(ET, BOOKED)
+    await a.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
+    assert BOOKED not in flat(await b.get_slots(DAY))
+
+
+async def test_trust_zero_asks_redis_on_every_read(group: Replicas) -> None:
+    a = group.replica(trust=0.0)
+    for _ in range(3):
         await a.get_slots(DAY)
-        await b.get_slots(DAY)
-        await b.get_slots(DAY)
-        await redis.stop()
-        await redis.start()  # empty: every version lost
-        clock.advance(2)  # past any retry pause
-        upstream.remove(ET, BOOKED)
-        await a.invalidate(InvalidationScope(ET, start=BOOKED, end=BOOKED + 1800))
-        assert BOOKED not in flat(await b.get_slots(DAY))
-
-
-async def test_trust_zero_asks_redis_on_every_read(
-    redis: RedisServer, upstream: FakeUpstream, clock: ManualClock
-) -> None:
-    group = Replicas(redis.url(), upstream, clock)
-    async with group.stack:
-        a = group.replica(trust=0.0)
-        for _ in range(3):
-            await a.get_slots(DAY)
-        assert group.stores[0].trusted_reads == 0
+    assert group.stores[0].trusted_reads == 0
